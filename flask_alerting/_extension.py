@@ -1,0 +1,397 @@
+"""The Flask extension: configuration, per-app state, wiring of sources to the pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import logging.handlers
+import socket
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask.signals import got_request_exception
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .alert import Alert, Severity
+from .capture import current_exception, error_alert_builder, mark_captured
+from .config import Config, ConfigurationError, load_config
+from .dispatch import Clock
+from .notifiers.base import Notifier
+from .notifiers.log import LEVELS, LogNotifier
+from .notifiers.smtp import SMTPNotifier
+from .render import log_line
+
+logger = logging.getLogger("flask_alerting")
+_alerts_parent = logging.getLogger("flask_alerting.alerts")
+
+EXTENSION_KEY = "alerting"
+SEED_LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
+
+
+@dataclasses.dataclass(eq=False)
+class _State:
+    """Everything flask-alerting keeps for one app (``app.extensions["alerting"]``)."""
+
+    extension: FlaskAlerting
+    app: Flask
+    config: Config
+    notifiers: tuple[Notifier, ...]
+    labels: dict[str, str]
+    pipeline: Any  # _worker.Pipeline
+    alert_log: logging.Logger
+    log_handler: logging.Handler | None = None
+
+    def submit(self, item: Alert | Callable[[], Alert | None]) -> None:
+        self.pipeline.submit(item)
+
+
+def _build_smtp(config: Config, ssl_context: Any = None) -> SMTPNotifier:
+    import ssl
+
+    if ssl_context is None and config.smtp_ca_file:
+        ssl_context = ssl.create_default_context(cafile=config.smtp_ca_file)
+    assert config.smtp_host is not None and config.mail_sender is not None
+    return SMTPNotifier(
+        config.smtp_host,
+        config.smtp_port,
+        security=config.smtp_security,
+        username=config.smtp_username,
+        password=config.smtp_password,
+        sender=config.mail_sender,
+        recipients=config.mail_recipients,
+        timeout=config.smtp_timeout,
+        ssl_context=ssl_context,
+        subject_prefix=config.subject_prefix,
+    )
+
+
+class FlaskAlerting:
+    """Alerts for a Flask app: errors, slow calls and host metrics, delivered off-request.
+
+    ::
+
+        alerting = FlaskAlerting(app)            # or FlaskAlerting() + init_app(app)
+
+    :param app: initialise this app at once.
+    :param notifiers: notifiers added to the SMTP notifier built from
+        ``ALERTING_SMTP_*``; with neither, a :class:`LogNotifier` is used.
+    :param clock: monotonic seconds (tests inject a fake one).
+    :param retry_policy: backoff for transient delivery failures (default: 1 s doubling,
+        capped at 60 s, for ``ALERTING_RETRY_SECONDS``).
+    :param options: any configuration key in lower case without the ``ALERTING_`` prefix
+        (``throttle_seconds=60``); these win over ``app.config``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        notifiers: Sequence[Notifier] | None = None,
+        clock: Clock | None = None,
+        retry_policy: Any = None,
+        **options: Any,
+    ) -> None:
+        self._notifiers = tuple(notifiers or ())
+        for notifier in self._notifiers:
+            if not callable(getattr(notifier, "send", None)):
+                raise TypeError(f"notifier {notifier!r} has no send(alert) method")
+        self._clock = clock or time.monotonic
+        self._retry_policy = retry_policy
+        self._options = dict(options)
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._warned: set[str] = set()
+        if app is not None:
+            self.init_app(app)
+
+    # -- setup --------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Read and validate the configuration, register error capture, start nothing yet.
+
+        :raises RuntimeError: when the app was already initialised.
+        :raises ConfigurationError: naming the first bad configuration key.
+        """
+        from ._worker import Pipeline, RetryPolicy
+
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "flask-alerting is already initialised on this app; call init_app once per app"
+            )
+        config = load_config(app.config, self._options, app_name=app.name, testing=app.testing)
+        notifiers: list[Notifier] = []
+        if config.smtp_host:
+            notifiers.append(_build_smtp(config))
+        notifiers.extend(self._notifiers)
+        if not notifiers:
+            notifiers.append(LogNotifier())
+            logger.warning(
+                "flask-alerting: no ALERTING_SMTP_HOST and no notifiers for app %r; alerts "
+                "will only be logged (logger 'flask_alerting.notify')",
+                app.name,
+            )
+        retry = self._retry_policy or RetryPolicy(give_up_after=config.retry_seconds)
+        labels = {"app": app.name, "host": socket.gethostname()}
+        alert_log = _make_alert_log(app.name)
+        handler = None
+        if config.log_file:
+            try:
+                handler = logging.handlers.RotatingFileHandler(
+                    config.log_file, maxBytes=10 * 1024 * 1024, backupCount=5, delay=True,
+                    encoding="utf-8",
+                )
+            except OSError as exc:
+                raise ConfigurationError("ALERTING_LOG_FILE", f"a writable path ({exc})") from exc
+            handler.setFormatter(logging.Formatter(SEED_LOG_FORMAT))
+            alert_log.addHandler(handler)
+
+        def write_log(alert: Alert) -> None:
+            alert_log.log(LEVELS[alert.severity], "%s", log_line(alert))
+
+        pipeline = Pipeline(
+            sender=app,
+            name=app.name,
+            notifiers=notifiers,
+            queue_size=config.queue_size,
+            throttle_seconds=config.throttle_seconds,
+            retry=retry,
+            log=write_log,
+            clock=self._clock,
+            shutdown_timeout=config.shutdown_timeout,
+        )
+        state = _State(
+            extension=self,
+            app=app,
+            config=config,
+            notifiers=tuple(notifiers),
+            labels=labels,
+            pipeline=pipeline,
+            alert_log=alert_log,
+            log_handler=handler,
+        )
+        app.extensions[EXTENSION_KEY] = state
+        self._apps.add(app)
+        if config.enabled:
+            self._register_capture(app, state)
+
+    # -- state lookup -------------------------------------------------------------------
+
+    def _get_state(self, app: Flask | None = None) -> _State:
+        """The state of ``app`` (default: the current app, else the only initialised one).
+
+        :raises RuntimeError: with advice when there is none.
+        """
+        if app is None:
+            if has_app_context():
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+            else:
+                apps = list(self._apps)
+                if len(apps) != 1:
+                    raise RuntimeError(
+                        "flask-alerting: no app context and "
+                        + ("no app initialised" if not apps else f"{len(apps)} apps initialised")
+                        + "; use 'with app.app_context():' or call init_app(app)"
+                    )
+                app = apps[0]
+        assert app is not None
+        state = app.extensions.get(EXTENSION_KEY)
+        if not isinstance(state, _State) or state.extension is not self:
+            raise RuntimeError(
+                f"flask-alerting is not initialised on app {app.name!r}: did you call "
+                "alerting.init_app(app)?"
+            )
+        return state
+
+    def _state_or_warn(self) -> _State | None:
+        """Like :meth:`_get_state`, but logs a warning (once) instead of raising.
+
+        Used by everything that runs inside the user's code: alerting never raises there.
+        """
+        try:
+            return self._get_state()
+        except RuntimeError as exc:
+            message = str(exc)
+            if message not in self._warned:
+                self._warned.add(message)
+                logger.warning("%s (this alert is not sent)", message)
+            return None
+
+    # -- sources ------------------------------------------------------------------------
+
+    def alert(
+        self,
+        title: str,
+        message: str = "",
+        *,
+        severity: Severity = "warning",
+        labels: Mapping[str, str] | None = None,
+        fingerprint: str = "",
+        value: float | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        """Raise a custom alert (kind ``"custom"``). Never raises; never blocks.
+
+        :param title: one line (line breaks become spaces).
+        :param message: the body.
+        :param severity: ``"info"``, ``"warning"``, ``"error"`` or ``"critical"``.
+        :param labels: extra labels, added to ``app`` and ``host``.
+        :param fingerprint: grouping key for the throttle; default from title and labels.
+        """
+        state = self._state_or_warn()
+        if state is None or not state.config.enabled:
+            return
+        try:
+            alert = Alert(
+                kind="custom",
+                severity=severity,
+                title=title,
+                message=message,
+                labels={**state.labels, **(labels or {})},
+                fingerprint=fingerprint,
+                value=value,
+                threshold=threshold,
+            )
+        except (TypeError, ValueError) as exc:
+            logger.warning("flask-alerting: invalid alert %r not sent: %s", title, exc)
+            return
+        state.submit(alert)
+
+    def capture_exception(self, exc: BaseException | None = None, **extra: Any) -> None:
+        """Alert about ``exc`` (default: the exception being handled).
+
+        For ``try``/``except`` blocks and background jobs; inside a request the alert
+        carries the request context. Keyword arguments are added to the alert's details.
+        An exception already alerted is not alerted again.
+        """
+        if exc is None:
+            exc = current_exception()
+            if exc is None:
+                logger.warning("flask-alerting: capture_exception() called with no exception")
+                return
+        state = self._state_or_warn()
+        if state is None or not state.config.enabled:
+            return
+        self._capture(state, exc, extra)
+
+    def _capture(self, state: _State, exc: BaseException, extra: Mapping[str, Any]) -> None:
+        if not mark_captured(exc):
+            return
+        labels = dict(state.labels)
+        snapshot: dict[str, Any] | None = None
+        if has_request_context():
+            if request.endpoint:
+                labels["endpoint"] = request.endpoint
+            snapshot = _snapshot_request()
+        state.submit(error_alert_builder(exc, labels=labels, request=snapshot, extra=extra))
+
+    # -- request wiring -----------------------------------------------------------------
+
+    def _register_capture(self, app: Flask, state: _State) -> None:
+        extension = self
+
+        def on_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
+            if isinstance(exception, HTTPException) and (exception.code or 500) < 500:
+                return
+            extension._capture(state, exception, {})
+
+        # Weak by default in blinker: keep a strong reference on the state.
+        got_request_exception.connect(on_exception, app, weak=False)
+
+        # got_request_exception misses exceptions that the app's own error handlers turn
+        # into a response; wrap handle_user_exception to see those, and alert when the
+        # handler still answered with a 5xx.
+        original = app.handle_user_exception
+
+        def handle_user_exception(e: Exception) -> Any:
+            rv = original(e)
+            try:
+                if isinstance(e, HTTPException) and (e.code or 500) < 500:
+                    return rv
+                response = app.make_response(rv)
+            except Exception:
+                return rv
+            if response.status_code >= 500:
+                extension._capture(state, e, {})
+            return response
+
+        app.handle_user_exception = handle_user_exception  # type: ignore[method-assign]
+
+        body = state.config.error_response
+        if body is not None:
+
+            def internal_server_error(e: InternalServerError) -> Any:
+                if _wants_json():
+                    return {"error": body}, 500
+                return body, 500, {"Content-Type": "text/plain; charset=utf-8"}
+
+            app.register_error_handler(InternalServerError, internal_server_error)
+
+    # -- delivery control ---------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every alert raised so far was delivered (or given up).
+
+        Inside an app context, flushes that app; outside, every app. True when nothing is
+        left undelivered before ``timeout`` seconds.
+        """
+        if has_app_context():
+            state = self._state_or_warn()
+            states = [state] if state is not None else []
+        else:
+            states = [a.extensions[EXTENSION_KEY] for a in list(self._apps)]
+        deadline = time.monotonic() + timeout
+        ok = True
+        for state in states:
+            ok = state.pipeline.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, emit pending digests, stop the threads and close the notifiers.
+
+        Applies to every app initialised with this extension. Also runs at interpreter
+        exit (bounded by ``ALERTING_SHUTDOWN_TIMEOUT``). True when nothing was lost.
+        """
+        ok = True
+        for app in list(self._apps):
+            state: _State = app.extensions[EXTENSION_KEY]
+            ok = state.pipeline.shutdown(timeout) and ok
+            if state.log_handler is not None:
+                state.alert_log.removeHandler(state.log_handler)
+                state.log_handler.close()
+        return ok
+
+    def stats(self, app: Flask | None = None) -> dict[str, Any]:
+        """Counters of the delivery pipeline (raised, suppressed, digests, dropped, queues)."""
+        stats: dict[str, Any] = self._get_state(app).pipeline.stats()
+        return stats
+
+
+def _make_alert_log(app_name: str) -> logging.Logger:
+    """A logger of this app's alerts, outside the logging manager (one per state).
+
+    Its parent is ``flask_alerting.alerts``, so ordinary logging configuration applies.
+    """
+    log = logging.Logger(f"flask_alerting.alerts.{app_name}", logging.DEBUG)
+    log.parent = _alerts_parent
+    return log
+
+
+def _wants_json() -> bool:
+    if request.is_json:
+        return True
+    # On a tie (*/*, or no Accept header) the first entry, HTML, wins.
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def _snapshot_request() -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "url": request.url,
+        "endpoint": request.endpoint,
+        "remote_addr": request.remote_addr,
+        "user_agent": request.user_agent.string,
+    }
+

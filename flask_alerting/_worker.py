@@ -1,0 +1,520 @@
+"""Delivery: a bounded inbound queue, one dispatch thread, one worker thread per notifier.
+
+The request path only calls :meth:`Pipeline.submit`, which never blocks: a ``qsize`` check
+and a ``SimpleQueue.put``. Building alerts (formatting tracebacks), throttling, logging and
+signals happen on the dispatch thread; each notifier sends on its own thread, so a slow or
+dead notifier never delays another. Threads start lazily, restart in a forked child (which
+never re-sends its parent's queue), and are flushed and stopped at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import dataclasses
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+from .alert import Alert
+from .dispatch import Clock, Dispatcher, Throttle
+from .notifiers.base import Notifier
+from .signals import alert_dropped, alert_failed, alert_sent
+
+logger = logging.getLogger("flask_alerting")
+
+#: Something the dispatch thread turns into an alert: an Alert, or a callable building one
+#: (so that formatting happens off the request path). ``None`` means "nothing to send".
+Item: TypeAlias = Alert | Callable[[], Alert | None]
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Log and swallow any exception: a bug in alerting must never break the app."""
+    try:
+        yield
+    except Exception:
+        logger.exception("flask-alerting: internal error while %s", what)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for transient delivery failures.
+
+    Attempt ``n`` (1-based) waits ``min(cap, initial * factor ** (n - 1))`` seconds; an
+    alert keeps being retried while less than ``give_up_after`` seconds have passed since
+    its first failure.
+    """
+
+    initial: float = 1.0
+    factor: float = 2.0
+    cap: float = 60.0
+    give_up_after: float = 3600.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.cap, self.initial * self.factor ** max(0, attempt - 1)))
+
+    def should_retry(self, first_failure: float, now: float) -> bool:
+        """Whether an alert that first failed at ``first_failure`` is still worth retrying."""
+        return now - first_failure < self.give_up_after
+
+
+class _Marker:
+    """Control items on the inbound queue, handled in order with the alerts."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.done = threading.Event()
+
+
+_STOP = _Marker("stop")
+
+
+class _DropCounter:
+    """Counts lost alerts; logs the first of a burst, then at most once a minute."""
+
+    def __init__(self, where: str, clock: Clock) -> None:
+        self.where = where
+        self.clock = clock
+        self.total = 0
+        self._last_log: float | None = None
+        self._unlogged = 0
+
+    def add(self, alert: Alert | None, reason: str, sender: Any) -> None:
+        self.total += 1
+        self._unlogged += 1
+        now = self.clock()
+        if self._last_log is None or now - self._last_log >= 60.0:
+            logger.warning(
+                "flask-alerting: %d alert(s) dropped (%s, %s); the next delivered alert "
+                "will say how many",
+                self._unlogged,
+                self.where,
+                reason,
+            )
+            self._last_log = now
+            self._unlogged = 0
+        if alert is not None:
+            alert_dropped.send(sender, alert=alert, reason=reason)
+
+
+class NotifierWorker:
+    """Delivers alerts to one notifier, in order, on its own daemon thread.
+
+    :param notifier: the notifier.
+    :param sender: the Flask app (signal sender).
+    :param queue_size: bound of this worker's queue.
+    :param retry: backoff for transient failures.
+    :param clock: monotonic seconds (for retry bookkeeping).
+    :param wait: ``wait(seconds)`` used between retries; default waits on an event that
+        :meth:`nudge` and :meth:`stop` set. Tests inject one that advances a fake clock.
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        *,
+        sender: Any,
+        queue_size: int,
+        retry: RetryPolicy,
+        clock: Clock = time.monotonic,
+        wait: Callable[[float], object] | None = None,
+        thread_name: str = "flask-alerting-notifier",
+    ) -> None:
+        self.notifier = notifier
+        self.sender = sender
+        self.queue_size = queue_size
+        self.retry = retry
+        self.clock = clock
+        self._custom_wait = wait
+        self.thread_name = thread_name
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[Alert] = collections.deque()
+        self._busy = False
+        self._untold_drops = 0
+        self._stopping = False
+        self._nudge = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.drops = _DropCounter(f"queue of {self.notifier.name}", self.clock)
+        self.sent = 0
+        self.failed = 0
+
+    # -- producer side (dispatch thread) ------------------------------------------------
+
+    def put(self, alert: Alert) -> bool:
+        """Queue ``alert``; False (and counted) when the queue is full."""
+        with self._cond:
+            if len(self._queue) >= self.queue_size:
+                self._untold_drops += 1
+                full = True
+            else:
+                self._queue.append(alert)
+                self._cond.notify()
+                full = False
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name=self.thread_name, daemon=True
+                )
+                self._thread.start()
+        if full:
+            self.drops.add(alert, "queue full", self.sender)
+        return not full
+
+    def count_drop(self) -> None:
+        """An alert meant for everybody was lost upstream: tell it in the next message."""
+        with self._cond:
+            self._untold_drops += 1
+
+    def nudge(self) -> None:
+        """Cut a retry backoff short: try again now."""
+        self._nudge.set()
+
+    @property
+    def depth(self) -> int:
+        """Alerts queued or in flight."""
+        return len(self._queue) + self._busy
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Block until everything queued was delivered or given up; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def stop(self, timeout: float | None) -> list[Alert]:
+        """Stop the thread; return the alerts it could not deliver."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._nudge.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+            if self._busy and self._inflight is not None:
+                left.insert(0, self._inflight)
+        return left
+
+    # -- consumer side (own thread) -----------------------------------------------------
+
+    _inflight: Alert | None = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                alert = self._queue.popleft()
+                self._busy = True
+                self._inflight = alert
+            try:
+                with guard(f"delivering through {self.notifier.name}"):
+                    self._deliver(alert)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._inflight = None
+                    self._cond.notify_all()
+
+    def _wait(self, seconds: float) -> None:
+        if self._custom_wait is not None:
+            self._custom_wait(seconds)
+        else:
+            self._nudge.wait(seconds)
+        self._nudge.clear()
+
+    def _deliver(self, alert: Alert) -> None:
+        first_failure: float | None = None
+        attempt = 0
+        while True:
+            told = self._untold_drops
+            outgoing = alert.replace(dropped=alert.dropped + told) if told else alert
+            try:
+                self.notifier.send(outgoing)
+            except Exception as exc:
+                attempt += 1
+                now = self.clock()
+                if first_failure is None:
+                    first_failure = now
+                transient = self.notifier.is_transient(exc)
+                will_retry = (
+                    transient
+                    and not self._stopping
+                    and self.retry.should_retry(first_failure, now)
+                )
+                reason = self.notifier.describe_error(exc)
+                if attempt == 1 or not will_retry:
+                    logger.warning(
+                        "flask-alerting: %s could not deliver %r: %s (%s)",
+                        self.notifier.name,
+                        alert.title,
+                        reason,
+                        "will retry"
+                        if will_retry
+                        else ("gave up" if transient else "permanent failure, not retried"),
+                    )
+                alert_failed.send(
+                    self.sender,
+                    notifier=self.notifier,
+                    alert=alert,
+                    exception=exc,
+                    will_retry=will_retry,
+                )
+                if not will_retry:
+                    self.failed += 1
+                    return
+                self._wait(self.retry.delay(attempt))
+                if self._stopping:
+                    # shutdown() reports what is left; give the alert back to the queue.
+                    with self._cond:
+                        self._queue.appendleft(alert)
+                    return
+            else:
+                self.sent += 1
+                if told:
+                    with self._cond:
+                        self._untold_drops -= told
+                alert_sent.send(self.sender, notifier=self.notifier, alert=outgoing)
+                return
+
+
+_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+class Pipeline:
+    """Inbound queue -> dispatch thread (build, signal, log, throttle) -> notifier workers.
+
+    :param sender: the Flask app.
+    :param name: used in thread names.
+    :param notifiers: where alerts go.
+    :param queue_size: bound of the inbound queue and of each notifier's queue.
+    :param throttle_seconds: throttle window; 0 disables throttling.
+    :param retry: backoff policy for transient failures.
+    :param log: called on the dispatch thread with every raised alert.
+    :param clock: monotonic seconds.
+    :param shutdown_timeout: what the exit hook spends flushing.
+    """
+
+    def __init__(
+        self,
+        *,
+        sender: Any,
+        name: str,
+        notifiers: Sequence[Notifier],
+        queue_size: int,
+        throttle_seconds: float,
+        retry: RetryPolicy,
+        log: Callable[[Alert], None],
+        clock: Clock = time.monotonic,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self.sender = sender
+        self.name = name
+        self.notifiers = tuple(notifiers)
+        self.queue_size = queue_size
+        self.throttle_seconds = throttle_seconds
+        self.retry = retry
+        self.log = log
+        self.clock = clock
+        self.shutdown_timeout = shutdown_timeout
+        self.closed = False
+        self._reset()
+        _pipelines.add(self)
+
+    def _reset(self) -> None:
+        """Fresh queues, locks and threads: at creation and in a forked child."""
+        self._lock = threading.Lock()
+        self._inbound: queue.SimpleQueue[Item | _Marker] = queue.SimpleQueue()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.drops = _DropCounter("inbound queue", self.clock)
+        self.workers = [
+            NotifierWorker(
+                notifier,
+                sender=self.sender,
+                queue_size=self.queue_size,
+                retry=self.retry,
+                clock=self.clock,
+                thread_name=f"flask-alerting-{self.name}-{notifier.name}-{i}",
+            )
+            for i, notifier in enumerate(self.notifiers)
+        ]
+        self.dispatcher = Dispatcher(
+            sender=self.sender,
+            throttle=Throttle(self.throttle_seconds, self.clock),
+            deliver=self._deliver,
+            log=self.log,
+        )
+
+    # -- hot path -----------------------------------------------------------------------
+
+    def submit(self, item: Item) -> None:
+        """Hand an alert (or a builder of one) to the dispatch thread. Never blocks."""
+        if not self._running:
+            if not self._start():
+                return
+        if self._inbound.qsize() >= self.queue_size:
+            self._overflow(item)
+            return
+        self._inbound.put(item)
+
+    # -- slow paths ---------------------------------------------------------------------
+
+    def _start(self) -> bool:
+        with self._lock:
+            if self.closed:
+                return False
+            if not self._running:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"flask-alerting-{self.name}-dispatch", daemon=True
+                )
+                self._thread.start()
+                self._running = True
+        return True
+
+    def _overflow(self, item: Item) -> None:
+        with self._lock, guard("counting a dropped alert"):
+            alert: Alert | None = None
+            if alert_dropped.receivers:
+                alert = item if isinstance(item, Alert) else item()
+            for worker in self.workers:
+                worker.count_drop()
+            self.drops.add(alert, "queue full", self.sender)
+
+    def _deliver(self, alert: Alert) -> None:
+        for worker in self.workers:
+            worker.put(alert)
+
+    def _run(self) -> None:
+        inbound = self._inbound
+        dispatcher = self.dispatcher
+        while True:
+            due: float | None = None
+            with guard("emitting digests"):
+                due = dispatcher.tick()
+            timeout = None if due is None else max(0.0, due - self.clock())
+            try:
+                item = inbound.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            if isinstance(item, _Marker):
+                if item is _STOP:
+                    return
+                if item.action == "drain":
+                    with guard("emitting digests"):
+                        dispatcher.drain()
+                item.done.set()
+                continue
+            with guard("building an alert"):
+                alert = item if isinstance(item, Alert) else item()
+                if alert is not None:
+                    dispatcher.dispatch(alert)
+
+    # -- control ------------------------------------------------------------------------
+
+    def _marker(self, action: str, timeout: float) -> bool:
+        if not self._running:
+            return True
+        marker = _Marker(action)
+        self._inbound.put(marker)
+        return marker.done.wait(timeout)
+
+    def flush(self, timeout: float = 5.0, *, drain: bool = False) -> bool:
+        """Wait until everything submitted so far was delivered or given up.
+
+        Backing-off retries are tried again at once. With ``drain``, pending digests are
+        emitted first. True when nothing is left undelivered.
+        """
+        deadline = time.monotonic() + timeout
+        if not self._marker("drain" if drain else "flush", timeout):
+            return False
+        ok = True
+        for worker in self.workers:
+            worker.nudge()
+            remaining = max(0.0, deadline - time.monotonic())
+            ok = worker.wait_idle(remaining) and ok
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush (digests included), stop the threads, close the notifiers.
+
+        Logs and signals (``alert_dropped``, reason ``"shutdown"``) what could not be
+        delivered. True when nothing was lost. Safe to call more than once.
+        """
+        if timeout is None:
+            timeout = self.shutdown_timeout
+        with self._lock:
+            if self.closed:
+                return True
+        delivered = self.flush(timeout, drain=True)
+        with self._lock:
+            self.closed = True
+            running, self._running = self._running, False
+        if running:
+            self._inbound.put(_STOP)
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(1.0)
+        lost: list[tuple[Notifier, Alert]] = []
+        for worker in self.workers:
+            lost += [(worker.notifier, alert) for alert in worker.stop(0.5)]
+            with guard(f"closing {worker.notifier.name}"):
+                worker.notifier.close()
+        if lost:
+            delivered = False
+            logger.error(
+                "flask-alerting: shutting down with %d alert(s) undelivered: %s",
+                len(lost),
+                "; ".join(f"{n.name}: {a.title!r}" for n, a in lost[:10]),
+            )
+            for _, alert in lost:
+                alert_dropped.send(self.sender, alert=alert, reason="shutdown")
+        return delivered
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and queue depths, for status displays."""
+        return {
+            "inbound": self._inbound.qsize(),
+            "raised": self.dispatcher.raised,
+            "suppressed": self.dispatcher.suppressed,
+            "digests": self.dispatcher.digests,
+            "dropped": self.drops.total + sum(w.drops.total for w in self.workers),
+            "throttle_windows": self.dispatcher.throttle.pending(),
+            "notifiers": {
+                w.notifier.name: {"queued": w.depth, "sent": w.sent, "failed": w.failed}
+                for w in self.workers
+            },
+        }
+
+    def _after_fork(self) -> None:
+        # The child must not re-send what the parent had queued, nor wait on the parent's
+        # threads (they do not exist here): start over, lazily.
+        if not self.closed:
+            self._reset()
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in list(_pipelines):
+        pipeline._after_fork()
+
+
+def _shutdown_all() -> None:
+    for pipeline in list(_pipelines):
+        with guard("shutting down at exit"):
+            pipeline.shutdown()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_shutdown_all)

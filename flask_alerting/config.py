@@ -1,0 +1,371 @@
+"""Configuration: every ``ALERTING_*`` key, its default and its validation, in one place.
+
+Values are read once, in ``init_app``, with the precedence
+constructor argument > ``app.config`` > default. A bad value raises
+:class:`ConfigurationError` naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+Security = Literal["ssl", "starttls", "none"]
+
+DEFAULT_ERROR_RESPONSE = "An error occurred. The administrators have been notified."
+SMTP_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
+
+
+class ConfigurationError(ValueError):
+    """A configuration value is missing or invalid. The message names the key."""
+
+    def __init__(self, key: str, expected: str, got: object = dataclasses.MISSING) -> None:
+        self.key = key
+        self.expected = expected
+        text = f"{key}: expected {expected}"
+        if got is not dataclasses.MISSING:
+            text += f", got {_short_repr(key, got)}"
+        super().__init__(text)
+
+
+def _short_repr(key: str, value: object) -> str:
+    if "PASSWORD" in key:
+        return "'***'"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class ConfigVars:
+    """Names of the configuration keys (use these instead of string literals)."""
+
+    ENABLED = "ALERTING_ENABLED"
+    SMTP_HOST = "ALERTING_SMTP_HOST"
+    SMTP_PORT = "ALERTING_SMTP_PORT"
+    SMTP_SECURITY = "ALERTING_SMTP_SECURITY"
+    SMTP_USERNAME = "ALERTING_SMTP_USERNAME"
+    SMTP_PASSWORD = "ALERTING_SMTP_PASSWORD"
+    SMTP_TIMEOUT = "ALERTING_SMTP_TIMEOUT"
+    SMTP_CA_FILE = "ALERTING_SMTP_CA_FILE"
+    MAIL_SENDER = "ALERTING_MAIL_SENDER"
+    MAIL_RECIPIENTS = "ALERTING_MAIL_RECIPIENTS"
+    SUBJECT_PREFIX = "ALERTING_SUBJECT_PREFIX"
+    LOG_FILE = "ALERTING_LOG_FILE"
+    SLOW_THRESHOLD = "ALERTING_SLOW_THRESHOLD"
+    SLOW_REQUEST_THRESHOLD = "ALERTING_SLOW_REQUEST_THRESHOLD"
+    METRICS_ENABLED = "ALERTING_METRICS_ENABLED"
+    CPU_THRESHOLD = "ALERTING_CPU_THRESHOLD"
+    MEMORY_THRESHOLD = "ALERTING_MEMORY_THRESHOLD"
+    METRICS_INTERVAL = "ALERTING_METRICS_INTERVAL"
+    METRICS_FOR = "ALERTING_METRICS_FOR"
+    METRICS_HYSTERESIS = "ALERTING_METRICS_HYSTERESIS"
+    METRICS_REPEAT_SECONDS = "ALERTING_METRICS_REPEAT_SECONDS"
+    THROTTLE_SECONDS = "ALERTING_THROTTLE_SECONDS"
+    QUEUE_SIZE = "ALERTING_QUEUE_SIZE"
+    RETRY_SECONDS = "ALERTING_RETRY_SECONDS"
+    SHUTDOWN_TIMEOUT = "ALERTING_SHUTDOWN_TIMEOUT"
+    ERROR_RESPONSE = "ALERTING_ERROR_RESPONSE"
+
+
+# -- parsers: each takes (key, raw value) and returns the clean value or raises ---------------
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(key, "a boolean", value)
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigurationError(key, "a number", value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(key, "a number", value) from None
+    if not math.isfinite(number):
+        raise ConfigurationError(key, "a finite number", value)
+    return number
+
+
+def _positive(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number <= 0:
+        raise ConfigurationError(key, "a number of seconds > 0", value)
+    return number
+
+
+def _non_negative(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number < 0:
+        raise ConfigurationError(key, "a number of seconds >= 0", value)
+    return number
+
+
+def _percent(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if not 0 <= number <= 100:
+        raise ConfigurationError(key, "a percentage between 0 and 100", value)
+    return number
+
+
+def _optional(parser: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def parse(key: str, value: Any) -> Any:
+        return None if value is None else parser(key, value)
+
+    return parse
+
+
+def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
+    def parse(key: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigurationError(key, f"an integer >= {minimum}", value)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(key, f"an integer >= {minimum}", value) from None
+        fractional = not isinstance(value, str) and number != value
+        if fractional or number < minimum:
+            raise ConfigurationError(key, f"an integer >= {minimum}", value)
+        return number
+
+    return parse
+
+
+def _port(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    port = _int_at_least(1)(key, value)
+    if port > 65535:
+        raise ConfigurationError(key, "a TCP port between 1 and 65535", value)
+    return port
+
+
+def _text(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(key, "a non-empty string", value)
+    if "\r" in value or "\n" in value:
+        raise ConfigurationError(key, "a string without line breaks", value)
+    return value.strip()
+
+
+def _secret(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(key, "a string", value)
+    return value
+
+
+def _security(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in SMTP_PORTS:
+        return value.strip().lower()
+    raise ConfigurationError(key, "one of 'ssl', 'starttls', 'none'", value)
+
+
+def _file(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigurationError(key, "a file path", value)
+    return os.fspath(value)
+
+
+def _existing_file(key: str, value: Any) -> str | None:
+    path = _file(key, value)
+    if path is not None and not os.path.isfile(path):
+        raise ConfigurationError(key, "the path of an existing PEM file", value)
+    return path
+
+
+def _recipients(key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items: Iterable[Any]
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        raise ConfigurationError(key, "a list of addresses or a comma-separated string", value)
+    clean = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(key, "addresses as strings", value)
+        address = item.strip()
+        if not address:
+            continue
+        if "@" not in address or any(ch in address for ch in "\r\n,"):
+            raise ConfigurationError(key, "e-mail addresses like admin@example.com", value)
+        clean.append(address)
+    return tuple(clean)
+
+
+def _error_response(key: str, value: Any) -> str | None:
+    if value is False or value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    raise ConfigurationError(key, "a string, or False to keep Flask's default error page", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    name: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    doc: str
+
+
+#: attribute name on :class:`Config` -> key definition. ``_DYNAMIC`` defaults are
+#: filled in by :func:`load_config` (they depend on other keys or on the app).
+_DYNAMIC = object()
+KEYS: dict[str, _Key] = {
+    "enabled": _Key(ConfigVars.ENABLED, True, _bool, "master switch"),
+    "smtp_host": _Key(ConfigVars.SMTP_HOST, None, _text, "SMTP server host name"),
+    "smtp_port": _Key(ConfigVars.SMTP_PORT, None, _port, "SMTP port"),
+    "smtp_security": _Key(ConfigVars.SMTP_SECURITY, "ssl", _security, "ssl/starttls/none"),
+    "smtp_username": _Key(ConfigVars.SMTP_USERNAME, None, _text, "SMTP login"),
+    "smtp_password": _Key(ConfigVars.SMTP_PASSWORD, _DYNAMIC, _secret, "SMTP password"),
+    "smtp_timeout": _Key(ConfigVars.SMTP_TIMEOUT, 10.0, _positive, "SMTP socket timeout"),
+    "smtp_ca_file": _Key(ConfigVars.SMTP_CA_FILE, None, _existing_file, "private CA (PEM)"),
+    "mail_sender": _Key(ConfigVars.MAIL_SENDER, None, _text, "From address"),
+    "mail_recipients": _Key(ConfigVars.MAIL_RECIPIENTS, None, _recipients, "To addresses"),
+    "subject_prefix": _Key(ConfigVars.SUBJECT_PREFIX, _DYNAMIC, _text, "subject prefix"),
+    "log_file": _Key(ConfigVars.LOG_FILE, None, _file, "alert log file"),
+    "slow_threshold": _Key(ConfigVars.SLOW_THRESHOLD, 2.0, _positive, "default timed threshold"),
+    "slow_request_threshold": _Key(
+        ConfigVars.SLOW_REQUEST_THRESHOLD, None, _optional(_positive), "slow request threshold"
+    ),
+    "metrics_enabled": _Key(ConfigVars.METRICS_ENABLED, _DYNAMIC, _bool, "metrics sampler"),
+    "cpu_threshold": _Key(ConfigVars.CPU_THRESHOLD, 80.0, _percent, "CPU percent"),
+    "memory_threshold": _Key(ConfigVars.MEMORY_THRESHOLD, 80.0, _percent, "memory percent"),
+    "metrics_interval": _Key(ConfigVars.METRICS_INTERVAL, 5.0, _positive, "sampling interval"),
+    "metrics_for": _Key(ConfigVars.METRICS_FOR, 30.0, _non_negative, "breach duration"),
+    "metrics_hysteresis": _Key(
+        ConfigVars.METRICS_HYSTERESIS, 5.0, _percent, "points below threshold to resolve"
+    ),
+    "metrics_repeat_seconds": _Key(
+        ConfigVars.METRICS_REPEAT_SECONDS, 3600.0, _positive, "reminder interval"
+    ),
+    "throttle_seconds": _Key(ConfigVars.THROTTLE_SECONDS, 300.0, _non_negative, "throttle"),
+    "queue_size": _Key(ConfigVars.QUEUE_SIZE, 1000, _int_at_least(1), "delivery queue bound"),
+    "retry_seconds": _Key(ConfigVars.RETRY_SECONDS, 3600.0, _non_negative, "retry period"),
+    "shutdown_timeout": _Key(
+        ConfigVars.SHUTDOWN_TIMEOUT, 5.0, _non_negative, "flush time at exit"
+    ),
+    "error_response": _Key(
+        ConfigVars.ERROR_RESPONSE, DEFAULT_ERROR_RESPONSE, _error_response, "500 body"
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The validated configuration of one app (read-only)."""
+
+    enabled: bool
+    smtp_host: str | None
+    smtp_port: int | None
+    smtp_security: Security
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_timeout: float
+    smtp_ca_file: str | None
+    mail_sender: str | None
+    mail_recipients: tuple[str, ...]
+    subject_prefix: str
+    log_file: str | None
+    slow_threshold: float
+    slow_request_threshold: float | None
+    metrics_enabled: bool
+    cpu_threshold: float
+    memory_threshold: float
+    metrics_interval: float
+    metrics_for: float
+    metrics_hysteresis: float
+    metrics_repeat_seconds: float
+    throttle_seconds: float
+    queue_size: int
+    retry_seconds: float
+    shutdown_timeout: float
+    error_response: str | None
+
+    def as_public_dict(self) -> dict[str, Any]:
+        """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""
+        out: dict[str, Any] = {}
+        for attr, key in KEYS.items():
+            value = getattr(self, attr)
+            if attr == "smtp_password" and value:
+                value = "***"
+            out[key.name] = value
+        return out
+
+
+def option_name(key: str) -> str:
+    """``ALERTING_THROTTLE_SECONDS`` -> ``throttle_seconds`` (the constructor keyword)."""
+    return key.removeprefix("ALERTING_").lower()
+
+
+def load_config(
+    app_config: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    app_name: str,
+    testing: bool,
+) -> Config:
+    """Validate and merge the configuration of one app.
+
+    :param app_config: ``app.config``.
+    :param overrides: constructor keywords (``throttle_seconds=...``), which win.
+    :param app_name: used for the default subject prefix.
+    :param testing: ``app.testing``; turns the metrics sampler off by default.
+    :raises ConfigurationError: naming the first bad key.
+    """
+    unknown = set(overrides) - set(KEYS)
+    if unknown:
+        raise TypeError(f"unknown FlaskAlerting option(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for attr, key in KEYS.items():
+        if attr in overrides:
+            raw = overrides[attr]
+        elif key.name in app_config:
+            raw = app_config[key.name]
+        else:
+            raw = key.default
+        if raw is _DYNAMIC:
+            values[attr] = _DYNAMIC
+            continue
+        values[attr] = key.parse(key.name, raw)
+
+    if values["smtp_password"] is _DYNAMIC:
+        values["smtp_password"] = os.environ.get("EMAIL_PASSWORD")
+    if values["subject_prefix"] is _DYNAMIC:
+        values["subject_prefix"] = f"[{app_name}]"
+    if values["metrics_enabled"] is _DYNAMIC:
+        values["metrics_enabled"] = not testing
+    if values["smtp_host"] is not None:
+        if values["smtp_port"] is None:
+            values["smtp_port"] = SMTP_PORTS[values["smtp_security"]]
+        if values["mail_sender"] is None:
+            raise ConfigurationError(
+                ConfigVars.MAIL_SENDER, "a sender address when ALERTING_SMTP_HOST is set"
+            )
+        if "@" not in values["mail_sender"]:
+            raise ConfigurationError(
+                ConfigVars.MAIL_SENDER, "an e-mail address", values["mail_sender"]
+            )
+        if not values["mail_recipients"]:
+            raise ConfigurationError(
+                ConfigVars.MAIL_RECIPIENTS,
+                "at least one recipient when ALERTING_SMTP_HOST is set",
+            )
+    return Config(**values)

@@ -1,0 +1,198 @@
+"""Throttle and dispatcher: which alerts leave now, which are grouped into digests.
+
+Pure code: no Flask, no threads. Time comes from an injected clock (monotonic seconds), so
+tests drive windows exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .alert import Alert, utcnow
+from .signals import alert_raised, alert_suppressed
+
+Clock = Callable[[], float]
+
+#: Fingerprints tracked at once by default; past that, new fingerprints are sent
+#: straight away (never dropped) until old windows expire.
+MAX_FINGERPRINTS = 10_000
+
+
+@dataclasses.dataclass
+class _Window:
+    end: float
+    last: Alert | None = None
+    count: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    values: int = 0
+    total: float = 0.0
+    high: float = float("-inf")
+    low: float = float("inf")
+
+    def add(self, alert: Alert) -> None:
+        self.count += 1
+        self.last = alert
+        if self.first_seen is None:
+            self.first_seen = alert.timestamp
+        self.last_seen = alert.timestamp
+        if alert.value is not None:
+            self.values += 1
+            self.total += alert.value
+            self.high = max(self.high, alert.value)
+            self.low = min(self.low, alert.value)
+
+    def digest(self, now: datetime) -> Alert:
+        assert self.last is not None
+        info: dict[str, Any] = {"count": self.count}
+        if self.values:
+            info.update(mean=self.total / self.values, max=self.high, min=self.low)
+        return self.last.replace(
+            occurrences=self.count,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            timestamp=now,
+            value=self.high if self.values else self.last.value,
+            details={**self.last.details, "digest": info},
+        )
+
+
+class Throttle:
+    """Per-fingerprint windows: first alert now, the rest of the window as one digest.
+
+    The first alert of a fingerprint opens a window of ``window`` seconds and is sent.
+    Alerts of that fingerprint inside the window are counted. When the window ends,
+    :meth:`pop_due` returns one digest with ``occurrences`` = the count and opens the next
+    window, so a continuous storm yields exactly one message per window. A window that
+    ends with nothing counted is forgotten, and the next alert goes out at once.
+
+    :param window: seconds; 0 disables throttling.
+    :param clock: monotonic seconds.
+    :param max_fingerprints: bound on tracked fingerprints; alerts of new fingerprints
+        past the bound are sent, untracked.
+    :param wall_clock: aware UTC time for digest timestamps.
+    """
+
+    def __init__(
+        self,
+        window: float,
+        clock: Clock,
+        *,
+        max_fingerprints: int = MAX_FINGERPRINTS,
+        wall_clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if window < 0:
+            raise ValueError("window must be >= 0")
+        self.window = window
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.max_fingerprints = max_fingerprints
+        # Insertion order == end order: windows are (re)opened at the current time and
+        # all have the same length, so the first entry is always the next one due.
+        self._windows: dict[str, _Window] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def offer(self, alert: Alert) -> bool:
+        """Record ``alert``; True when it should be sent now, False when counted.
+
+        Call :meth:`pop_due` first so that ended windows are closed.
+        """
+        if self.window == 0:
+            return True
+        window = self._windows.get(alert.fingerprint)
+        if window is not None:
+            window.add(alert)
+            return False
+        if len(self._windows) < self.max_fingerprints:
+            self._windows[alert.fingerprint] = _Window(end=self.clock() + self.window)
+        return True
+
+    def next_due(self) -> float | None:
+        """Clock time at which the next window ends, or None when none is open."""
+        for window in self._windows.values():
+            return window.end
+        return None
+
+    def pop_due(self) -> list[Alert]:
+        """Digests of the windows that have ended; reopens their windows."""
+        now = self.clock()
+        due: list[Alert] = []
+        while self._windows:
+            fingerprint, window = next(iter(self._windows.items()))
+            if window.end > now:
+                break
+            del self._windows[fingerprint]
+            if window.count:
+                due.append(window.digest(self.wall_clock()))
+                self._windows[fingerprint] = _Window(end=now + self.window)
+        return due
+
+    def drain(self) -> list[Alert]:
+        """Digests of every open window, now (for shutdown); forgets all windows."""
+        now = self.wall_clock()
+        due = [w.digest(now) for w in self._windows.values() if w.count]
+        self._windows.clear()
+        return due
+
+    def pending(self) -> dict[str, int]:
+        """Fingerprint -> alerts counted in its open window (for status displays)."""
+        return {fp: w.count for fp, w in self._windows.items() if w.count}
+
+
+class Dispatcher:
+    """The single path of every alert: signal, log, throttle, hand over for delivery.
+
+    :param sender: the Flask app, sender of the signals.
+    :param throttle: per-fingerprint throttle.
+    :param deliver: called with each alert that should leave now (enqueues it).
+    :param log: called with every raised alert (writes the alert log).
+
+    Metric alerts bypass the throttle: their rules have their own lifecycle (firing,
+    reminders, resolved) and a "resolved" must never wait behind a window.
+    """
+
+    def __init__(
+        self,
+        *,
+        sender: Any,
+        throttle: Throttle,
+        deliver: Callable[[Alert], None],
+        log: Callable[[Alert], None],
+    ) -> None:
+        self.sender = sender
+        self.throttle = throttle
+        self.deliver = deliver
+        self.log = log
+        self.raised = 0
+        self.suppressed = 0
+        self.digests = 0
+
+    def dispatch(self, alert: Alert) -> None:
+        """Take one raised alert through signal, log and throttle."""
+        self.tick()
+        self.raised += 1
+        alert_raised.send(self.sender, alert=alert)
+        self.log(alert)
+        if alert.kind == "metric" or self.throttle.offer(alert):
+            self.deliver(alert)
+        else:
+            self.suppressed += 1
+            alert_suppressed.send(self.sender, alert=alert)
+
+    def tick(self) -> float | None:
+        """Deliver digests whose window ended; return when the next one is due."""
+        for digest in self.throttle.pop_due():
+            self.digests += 1
+            self.deliver(digest)
+        return self.throttle.next_due()
+
+    def drain(self) -> None:
+        """Deliver every pending digest now (shutdown)."""
+        for digest in self.throttle.drain():
+            self.digests += 1
+            self.deliver(digest)

@@ -1,0 +1,51 @@
+"""The notifier interface: one required method, ``send``, plus ``close``.
+
+Notifiers know nothing about Flask, threads or signals: the delivery worker calls
+``send`` on its own thread, retries what :meth:`Notifier.is_transient` calls transient,
+and reports the rest.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ..alert import Alert
+
+
+class TransientError(Exception):
+    """Raise from :meth:`Notifier.send` for a failure worth retrying later."""
+
+
+class Notifier(abc.ABC):
+    """Base class of every notifier.
+
+    Subclasses implement :meth:`send`, which raises on failure. By default,
+    :class:`OSError` (connection refused, timeouts, resets) and :class:`TransientError`
+    are retried with backoff; any other exception is a permanent failure, reported once.
+    """
+
+    #: A short name used in logs, thread names and ``flask alerting status``.
+    name: str = "notifier"
+
+    @abc.abstractmethod
+    def send(self, alert: Alert) -> None:
+        """Deliver ``alert`` or raise."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release resources; called once at shutdown."""
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether the failure ``exc`` may go away if the same alert is sent again later."""
+        return isinstance(exc, (OSError, TransientError))
+
+    def describe_error(self, exc: BaseException) -> str:
+        """A one-line, secret-free description of ``exc`` for logs and the CLI."""
+        text = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+    def describe(self) -> str:
+        """A one-line, secret-free description of this notifier's target."""
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

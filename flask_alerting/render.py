@@ -1,0 +1,163 @@
+"""Turn an :class:`~flask_alerting.Alert` into text: subject, plain body, HTML body, log line.
+
+Pure code shared by the notifiers. Built-in sources already write ``alert.message`` in the
+seed's wording; this module adds the facts around it (labels, request context, digest
+counts, drops) in a stable order.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .alert import Alert, one_line
+
+#: Subject lines are cut to this many characters (RFC 5322 recommends 78 per line; mail
+#: clients show about this much).
+MAX_SUBJECT_LENGTH = 150
+
+
+def subject(alert: Alert, prefix: str | None) -> str:
+    """``prefix`` + title on one line, with status and digest count when relevant.
+
+    :param prefix: ``None`` means ``"[<app label>]"``.
+    """
+    if prefix is None:
+        prefix = f"[{alert.labels.get('app', 'flask')}]"
+    parts = [prefix] if prefix else []
+    if alert.status == "resolved":
+        parts.append("RESOLVED:")
+    if alert.occurrences > 1:
+        parts.append(f"({alert.occurrences}x)")
+    parts.append(alert.title)
+    return one_line(" ".join(parts), MAX_SUBJECT_LENGTH)
+
+
+def _when(alert: Alert) -> str:
+    return alert.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _digest_lines(alert: Alert) -> list[str]:
+    digest = alert.details.get("digest")
+    if not isinstance(digest, Mapping):
+        return []
+    lines = [f"This alert was suppressed {alert.occurrences} times"]
+    if alert.first_seen and alert.last_seen:
+        lines[0] += (
+            f" between {alert.first_seen:%Y-%m-%d %H:%M:%S} and {alert.last_seen:%H:%M:%S} UTC"
+        )
+    lines[0] += "; the last occurrence is shown below."
+    if digest.get("mean") is not None:
+        lines.append(
+            f"Values: mean {digest['mean']:.3f}, max {digest['max']:.3f}, "
+            f"min {digest['min']:.3f}"
+        )
+    return lines
+
+
+def _section(title: str, data: Mapping[str, Any]) -> list[str]:
+    lines = [title + ":"]
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            if not value:
+                continue
+            lines.append(f"  {key}:")
+            lines.extend(f"    {k}: {_fmt(v)}" for k, v in value.items())
+        else:
+            lines.append(f"  {key}: {_fmt(value)}")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # pragma: no cover - default=str handles the rest
+        return repr(value)
+
+
+def text_body(alert: Alert) -> str:
+    """The plain-text body of an alert."""
+    lines: list[str] = []
+    if alert.dropped:
+        lines += [
+            f"Note: {alert.dropped} earlier alert(s) were dropped because the delivery "
+            "queue was full.",
+            "",
+        ]
+    digest = _digest_lines(alert)
+    if digest:
+        lines += [*digest, ""]
+    lines.append(alert.message or alert.title)
+    lines.append("")
+    facts: dict[str, Any] = {
+        "Severity": alert.severity,
+        "Status": alert.status,
+        "Kind": alert.kind,
+        "Time": _when(alert),
+    }
+    if alert.value is not None:
+        facts["Value"] = f"{alert.value:g}"
+    if alert.threshold is not None:
+        facts["Threshold"] = f"{alert.threshold:g}"
+    facts["Fingerprint"] = alert.fingerprint
+    lines += [f"{k}: {v}" for k, v in facts.items()]
+    if alert.labels:
+        lines += ["", *_section("Labels", alert.labels)]
+    for key, value in alert.details.items():
+        if key == "digest":
+            continue
+        if isinstance(value, Mapping):
+            lines += ["", *_section(key.replace("_", " ").capitalize(), value)]
+        elif isinstance(value, str) and "\n" in value:
+            lines += ["", key.replace("_", " ").capitalize() + ":", value.rstrip()]
+        else:
+            lines += ["", f"{key.replace('_', ' ').capitalize()}: {_fmt(value)}"]
+    if alert.traceback and alert.traceback not in alert.message:
+        lines += ["", "Traceback:", alert.traceback.rstrip()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def html_body(alert: Alert) -> str:
+    """An HTML alternative: the plain text, escaped, in a ``<pre>`` block."""
+    title = html.escape(alert.title)
+    body = html.escape(text_body(alert))
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{title}</title></head><body>\n"
+        f"<h2 style=\"font-family:sans-serif\">{title}</h2>\n"
+        f"<pre style=\"white-space:pre-wrap\">{body}</pre>\n</body></html>\n"
+    )
+
+
+def log_line(alert: Alert) -> str:
+    """The line written to the alert log (``ALERTING_LOG_FILE``), in the seed's wording.
+
+    Errors log their traceback like the seed's ``logging.error(traceback.format_exc())``;
+    timing and metric alerts log the seed's sentences.
+    """
+    if alert.kind == "error":
+        return f"{alert.title}\n{alert.traceback or alert.message}".rstrip()
+    if alert.kind == "timing" and alert.value is not None and alert.threshold is not None:
+        function = alert.labels.get("function", alert.title)
+        return (
+            f"{function} took {alert.value} seconds to execute, exceeding the "
+            f"{alert.threshold:g}-second threshold."
+        )
+    if alert.kind == "metric" and alert.value is not None and alert.threshold is not None:
+        name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
+        if alert.status == "resolved":
+            return (
+                f"{name} is back under the threshold: Current Value: {alert.value}, "
+                f"Threshold: {alert.threshold}"
+            )
+        return (
+            f"{name} has exceeded the threshold: Current Value: {alert.value}, "
+            f"Threshold: {alert.threshold}"
+        )
+    if alert.message and alert.message != alert.title:
+        return f"{alert.title}: {alert.message}"
+    return alert.title

@@ -1,0 +1,24 @@
+"""Blinker signals, sent with the Flask app as sender.
+
+Connect with ``alert_sent.connect(receiver, app)`` to hear about one app only.
+Receivers of ``alert_raised``, ``alert_suppressed`` and ``alert_dropped`` run on the
+extension's dispatch thread, those of ``alert_sent`` and ``alert_failed`` on the delivery
+thread of the notifier concerned: keep them short, they delay delivery.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: An alert was raised by any source (``alert=``), before throttling.
+alert_raised = _signals.signal("alert-raised")
+#: An alert was counted into a digest instead of being sent now (``alert=``).
+alert_suppressed = _signals.signal("alert-suppressed")
+#: A notifier delivered an alert (``notifier=``, ``alert=``).
+alert_sent = _signals.signal("alert-sent")
+#: A delivery attempt failed (``notifier=``, ``alert=``, ``exception=``, ``will_retry=``).
+alert_failed = _signals.signal("alert-failed")
+#: An alert was lost: queue overflow or shutdown before delivery (``alert=``, ``reason=``).
+alert_dropped = _signals.signal("alert-dropped")

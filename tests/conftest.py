@@ -1,0 +1,134 @@
+"""Shared fixtures: apps, extensions that are shut down after each test, SMTP servers."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import trustme
+from flask import Flask
+
+from flask_alerting import FlaskAlerting, MemoryNotifier
+from tests.smtp_server import PASSWORD, USERNAME, SMTPServer
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = Flask("testapp")
+    # Not app.testing: errors must reach Flask's 500 handling as in production.
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app
+
+
+@pytest.fixture
+def memory() -> MemoryNotifier:
+    return MemoryNotifier()
+
+
+@pytest.fixture
+def make_alerting() -> Iterator[Callable[..., FlaskAlerting]]:
+    """Build extensions; every one is shut down (threads stopped) in teardown."""
+    made: list[FlaskAlerting] = []
+
+    def make(app: Flask | None = None, **kwargs: Any) -> FlaskAlerting:
+        ext = FlaskAlerting(app, **kwargs)
+        made.append(ext)
+        return ext
+
+    yield make
+    for ext in made:
+        ext.shutdown(timeout=2.0)
+
+
+@pytest.fixture
+def alerting(
+    app: Flask, memory: MemoryNotifier, make_alerting: Callable[..., FlaskAlerting]
+) -> FlaskAlerting:
+    return make_alerting(app, notifiers=[memory])
+
+
+# -- TLS and SMTP ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts the test CA (verification stays on)."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Any) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def smtp_factory(server_context: ssl.SSLContext) -> Iterator[Callable[..., SMTPServer]]:
+    """Start SMTP servers: ``smtp_factory(security="starttls", auth=True)``."""
+    servers: list[SMTPServer] = []
+
+    def start(**kwargs: Any) -> SMTPServer:
+        kwargs.setdefault("server_context", server_context)
+        server = SMTPServer(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_factory: Callable[..., SMTPServer]) -> SMTPServer:
+    """A plain SMTP server (no TLS, no AUTH) on 127.0.0.1."""
+    return smtp_factory()
+
+
+@pytest.fixture
+def smtp_config(smtp_server: SMTPServer) -> dict[str, Any]:
+    """``app.config`` keys pointing at :func:`smtp_server`."""
+    return {
+        "ALERTING_SMTP_HOST": smtp_server.host,
+        "ALERTING_SMTP_PORT": smtp_server.port,
+        "ALERTING_SMTP_SECURITY": "none",
+        "ALERTING_MAIL_SENDER": "alerts@example.com",
+        "ALERTING_MAIL_RECIPIENTS": "admin@example.com",
+    }
+
+
+__all__ = ["PASSWORD", "USERNAME", "FakeClock"]
