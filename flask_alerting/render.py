@@ -43,7 +43,7 @@ def _digest_lines(alert: Alert) -> list[str]:
     digest = alert.details.get("digest")
     if not isinstance(digest, Mapping):
         return []
-    lines = [f"This alert was suppressed {alert.occurrences} times"]
+    lines = [f"This alert occurred {alert.occurrences} more times"]
     if alert.first_seen and alert.last_seen:
         lines[0] += (
             f" between {alert.first_seen:%Y-%m-%d %H:%M:%S} and {alert.last_seen:%H:%M:%S} UTC"
@@ -79,6 +79,28 @@ def _fmt(value: Any) -> str:
         return repr(value)
 
 
+def seed_message(alert: Alert) -> str:
+    """The seed's e-mail wording for a timing or metric alert that carries no message.
+
+    ``"The {metric} has exceeded the threshold:\\n\\nCurrent Value: ...\\nThreshold: ..."``;
+    empty for other alerts or without value and threshold.
+    """
+    if alert.value is None or alert.threshold is None:
+        return ""
+    if alert.kind == "metric":
+        name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
+        state = "is back under" if alert.status == "resolved" else "has exceeded"
+    elif alert.kind == "timing":
+        name = alert.labels.get("function", alert.title)
+        state = "has exceeded"
+    else:
+        return ""
+    return (
+        f"The {name} {state} the threshold:\n\n"
+        f"Current Value: {alert.value}\nThreshold: {alert.threshold}"
+    )
+
+
 def text_body(alert: Alert) -> str:
     """The plain-text body of an alert."""
     lines: list[str] = []
@@ -91,7 +113,7 @@ def text_body(alert: Alert) -> str:
     digest = _digest_lines(alert)
     if digest:
         lines += [*digest, ""]
-    lines.append(alert.message or alert.title)
+    lines.append(alert.message or seed_message(alert) or alert.title)
     lines.append("")
     facts: dict[str, Any] = {
         "Severity": alert.severity,
