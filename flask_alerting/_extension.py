@@ -26,6 +26,11 @@ from .render import log_line
 
 logger = logging.getLogger("flask_alerting")
 _alerts_parent = logging.getLogger("flask_alerting.alerts")
+# The alert log repeats what Flask already prints for errors: without logging
+# configuration it stays quiet (no "last resort" stderr output) unless ALERTING_LOG_FILE
+# or the application's own handlers ask for it. Delivery problems and the LogNotifier
+# fallback use other loggers and remain visible.
+_alerts_parent.addHandler(logging.NullHandler())
 
 EXTENSION_KEY = "alerting"
 SEED_LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
