@@ -13,6 +13,8 @@ from flask import Flask
 from flask_alerting import FlaskAlerting, MemoryNotifier
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer
 
+pytest_plugins = ["pytester"]
+
 
 class FakeClock:
     """A monotonic clock the test moves by hand."""

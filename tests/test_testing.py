@@ -1,0 +1,98 @@
+"""The testing helpers: record_alerts and the captured_alerts pytest fixture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from flask_alerting import FlaskAlerting, MemoryNotifier, alert_raised
+from flask_alerting.testing import record_alerts
+
+
+def test_record_alerts_records_without_delivering(
+    app: Flask, memory: MemoryNotifier, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    alerting = make_alerting(app, notifiers=[memory])
+
+    @app.route("/boom")
+    def boom() -> str:
+        raise ValueError("boom")
+
+    raised = []
+    with alert_raised.connected_to(lambda sender, alert: raised.append(sender), app):
+        with record_alerts(app) as alerts:
+            assert app.test_client().get("/boom").status_code == 500
+            # Complete as soon as the request returned: no flush needed.
+            assert [a.labels["exception"] for a in alerts] == ["ValueError"]
+            with app.app_context():
+                alerting.alert("custom one")
+                alerting.alert("custom one")  # not throttled while recording
+    assert [a.title for a in alerts[1:]] == ["custom one", "custom one"]
+    assert raised == [app, app, app]
+    assert alerting.flush(5)
+    assert memory.alerts == []
+
+    # Recording is over: alerts are delivered again.
+    with app.app_context():
+        alerting.alert("after")
+    assert alerting.flush(5)
+    assert [a.title for a in memory.alerts] == ["after"]
+
+
+def test_record_alerts_needs_an_initialised_app() -> None:
+    with pytest.raises(RuntimeError, match="init_app"):
+        with record_alerts(Flask("bare")):
+            pass
+
+
+def test_nested_recorders_restore_each_other(
+    app: Flask, alerting: FlaskAlerting
+) -> None:
+    with record_alerts(app) as outer:
+        with record_alerts(app) as inner:
+            with app.app_context():
+                alerting.alert("inner")
+        with app.app_context():
+            alerting.alert("outer")
+    assert [a.title for a in inner] == ["inner"]
+    assert [a.title for a in outer] == ["outer"]
+
+
+def test_captured_alerts_fixture_in_a_users_suite(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+        from flask_alerting import FlaskAlerting, MemoryNotifier
+
+        notifier = MemoryNotifier()
+
+        @pytest.fixture
+        def app():
+            app = Flask("userapp")
+            app.config["PROPAGATE_EXCEPTIONS"] = False
+            alerting = FlaskAlerting(app, notifiers=[notifier])
+
+            @app.route("/")
+            def index():
+                return {}["missing"]
+
+            yield app
+            alerting.shutdown(timeout=2)
+
+        def test_error_is_captured(app, captured_alerts):
+            assert app.test_client().get("/").status_code == 500
+            assert len(captured_alerts) == 1
+            alert = captured_alerts[0]
+            assert alert.kind == "error"
+            assert alert.labels["exception"] == "KeyError"
+            assert alert.labels["endpoint"] == "index"
+
+        def test_nothing_was_delivered():
+            assert notifier.alerts == []
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
