@@ -19,7 +19,7 @@ from .alert import Alert, Severity
 from .capture import current_exception, error_alert_builder, mark_captured
 from .config import Config, ConfigurationError, load_config
 from .dispatch import Clock
-from .notifiers.base import Notifier
+from .notifiers.base import Notifier, as_notifier
 from .notifiers.log import LEVELS, LogNotifier
 from .notifiers.smtp import SMTPNotifier
 from .render import log_line
@@ -99,10 +99,7 @@ class FlaskAlerting:
         retry_policy: Any = None,
         **options: Any,
     ) -> None:
-        self._notifiers = tuple(notifiers or ())
-        for notifier in self._notifiers:
-            if not callable(getattr(notifier, "send", None)):
-                raise TypeError(f"notifier {notifier!r} has no send(alert) method")
+        self._notifiers = tuple(as_notifier(n) for n in notifiers or ())
         self._clock = clock or time.monotonic
         self._retry_policy = retry_policy
         self._options = dict(options)
@@ -178,6 +175,11 @@ class FlaskAlerting:
         )
         app.extensions[EXTENSION_KEY] = state
         self._apps.add(app)
+        # `flask alerting ...` also comes through the flask.commands entry point; adding it
+        # to app.cli makes it available to app.test_cli_runner() and custom CLI groups.
+        from .cli import alerting_cli
+
+        app.cli.add_command(alerting_cli)
         if config.enabled:
             self._register_capture(app, state)
 

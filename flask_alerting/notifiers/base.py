@@ -49,3 +49,34 @@ class Notifier(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
+
+
+class _Adapter(Notifier):
+    """Gives an object with only ``send`` (and maybe ``close``) the full interface."""
+
+    def __init__(self, target: object) -> None:
+        self.target = target
+        self.name = str(getattr(target, "name", None) or type(target).__name__.lower())
+
+    def send(self, alert: Alert) -> None:
+        self.target.send(alert)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        close = getattr(self.target, "close", None)
+        if callable(close):
+            close()
+
+    def describe(self) -> str:
+        return repr(self.target)
+
+
+def as_notifier(obj: object) -> Notifier:
+    """``obj`` itself when it is a :class:`Notifier`, else an adapter around its ``send``.
+
+    :raises TypeError: when ``obj`` has no callable ``send``.
+    """
+    if isinstance(obj, Notifier):
+        return obj
+    if not callable(getattr(obj, "send", None)):
+        raise TypeError(f"notifier {obj!r} has no send(alert) method")
+    return _Adapter(obj)
