@@ -41,6 +41,9 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return self.server.quit_reply or "221 Bye"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.server.delay:
             await asyncio.sleep(self.server.delay)
@@ -75,6 +78,8 @@ class SMTPServer:
         self.delay = 0.0
         self.temp_fail = False
         self.refuse_recipients: set[str] = set()
+        #: Reply to QUIT instead of "221 Bye" (e.g. "421 ..."), after a message was accepted.
+        self.quit_reply: str | None = None
         self.raw: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.logins: list[str] = []

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import logging
 import os
 import smtplib
 import ssl
 from collections.abc import Iterable
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 
 from ..alert import Alert
 from ..render import html_body, subject, text_body
 from .base import Notifier
 
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
+
+logger = logging.getLogger("flask_alerting")
 
 
 class SMTPNotifier(Notifier):
@@ -32,8 +37,10 @@ class SMTPNotifier(Notifier):
     :param subject_prefix: ``None`` means ``"[<alert's app label>]"``.
 
     Connection problems, timeouts and 4xx replies are transient (retried by the worker);
-    authentication failures, refused sender or recipients and certificate errors are
-    permanent. The password never appears in ``repr``, logs or error descriptions.
+    authentication failures, refused sender or recipients (5xx) and certificate errors are
+    permanent. When only some of several recipients are refused, the message went to the
+    others: that is logged, not retried (a retry would send it twice). The password never
+    appears in ``repr``, logs or error descriptions.
     """
 
     name = "smtp"
@@ -55,12 +62,17 @@ class SMTPNotifier(Notifier):
         if security not in DEFAULT_PORTS:
             raise ValueError(f"security must be 'ssl', 'starttls' or 'none', got {security!r}")
         if isinstance(recipients, str):
-            recipients = [r for r in (p.strip() for p in recipients.split(",")) if r]
-        self.recipients = tuple(recipients)
+            recipients = recipients.split(",")
+        self.recipients = tuple(r for r in (str(p).strip() for p in recipients) if r)
         if not self.recipients:
             raise ValueError("SMTPNotifier needs at least one recipient")
-        if not sender:
+        if not sender or not sender.strip():
             raise ValueError("SMTPNotifier needs a sender address")
+        for address in (sender, *self.recipients):
+            # A line break in an address would be a header injection (and EmailMessage
+            # would refuse it on every send): refuse it once, here.
+            if any(ch in address for ch in "\r\n\0"):
+                raise ValueError(f"invalid e-mail address {address!r}")
         self.host = host
         self.port = port if port is not None else DEFAULT_PORTS[security]
         self.security = security
@@ -82,8 +94,9 @@ class SMTPNotifier(Notifier):
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         msg["Date"] = format_datetime(alert.timestamp)
-        domain = self.sender.rpartition("@")[2] or "localhost"
-        # make_msgid's default domain is socket.getfqdn(), which can block on DNS.
+        # make_msgid's default domain is socket.getfqdn(), which can block on DNS; the
+        # sender may carry a display name ("Alerts <alerts@example.com>").
+        domain = parseaddr(self.sender)[1].rpartition("@")[2] or "localhost"
         msg["Message-ID"] = make_msgid(domain=domain)
         msg["X-Alert-Fingerprint"] = alert.fingerprint
         msg["X-Alert-Severity"] = alert.severity
@@ -114,37 +127,76 @@ class SMTPNotifier(Notifier):
 
     def send(self, alert: Alert) -> None:
         message = self.build_message(alert)
-        with self._connect() as client:
+        client = self._connect()
+        try:
             if self.username is not None:
                 client.login(self.username, self._password or "")
-            client.send_message(message, from_addr=self.sender, to_addrs=list(self.recipients))
+            refused = client.send_message(
+                message, from_addr=self.sender, to_addrs=list(self.recipients)
+            )
+        except BaseException:
+            client.close()
+            raise
+        # The server has accepted the message: from here on nothing may raise, or the
+        # worker would send it again (a failed QUIT is not a failed delivery).
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            client.quit()
+        client.close()
+        if refused:
+            logger.warning(
+                "flask-alerting: %s delivered %r but some recipients were refused: %s",
+                self.name,
+                alert.title,
+                self._mask(_describe_refused(refused)),
+            )
 
     # -- failure classification -------------------------------------------------------------
 
     def is_transient(self, exc: BaseException) -> bool:
-        if isinstance(exc, (smtplib.SMTPAuthenticationError, ssl.SSLCertVerificationError)):
-            return False
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             codes = [code for code, _ in exc.recipients.values()]
             return bool(codes) and all(400 <= code < 500 for code in codes)
         if isinstance(exc, smtplib.SMTPResponseException):
+            # Authentication refused (535) is permanent; "454 temporary authentication
+            # failure" is not.
             return 400 <= exc.smtp_code < 500
-        if isinstance(exc, smtplib.SMTPNotSupportedError):
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return True
+        if isinstance(exc, smtplib.SMTPException):
+            # Not supported by the server (AUTH, STARTTLS, SMTPUTF8), no usable AUTH
+            # mechanism: sending again will not help.
             return False
+        if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            # The connection was cut during the handshake (server restarting).
+            return True
         if isinstance(exc, ssl.SSLError):
+            # Certificate refused, no common protocol, not TLS on that port.
             return False
         return isinstance(exc, OSError)
 
     def describe_error(self, exc: BaseException) -> str:
-        text = super().describe_error(exc)
-        if isinstance(exc, smtplib.SMTPResponseException) and isinstance(exc.smtp_error, bytes):
-            reply = " ".join(exc.smtp_error.decode("utf-8", "replace").split())
-            text = f"{type(exc).__name__}: {exc.smtp_code} {reply}"
+        if isinstance(exc, smtplib.SMTPResponseException):
+            reply = exc.smtp_error
+            if isinstance(reply, bytes):
+                reply = reply.decode("utf-8", "replace")
+            reply = " ".join(str(reply).split())
+            text = f"{type(exc).__name__}: {exc.smtp_code} {reply}".rstrip()
+        elif isinstance(exc, smtplib.SMTPRecipientsRefused):
+            text = f"{type(exc).__name__}: {_describe_refused(exc.recipients)}"
+        else:
+            text = super().describe_error(exc)
         return self._mask(text)
 
     def _mask(self, text: str) -> str:
-        if self._password:
-            text = text.replace(self._password, "***")
+        """Hide the password, also in the base64 forms AUTH PLAIN/LOGIN send it in."""
+        if not self._password:
+            return text
+        secrets = [self._password]
+        for raw in (self._password, f"\0{self.username or ''}\0{self._password}"):
+            with contextlib.suppress(UnicodeEncodeError):
+                secrets.append(base64.b64encode(raw.encode("utf-8")).decode("ascii"))
+        for secret in secrets:
+            text = text.replace(secret, "***")
         return text
 
     def describe(self) -> str:
@@ -153,3 +205,12 @@ class SMTPNotifier(Notifier):
             f"{self.security}://{who}{self.host}:{self.port} "
             f"from {self.sender} to {', '.join(self.recipients)}"
         )
+
+
+def _describe_refused(refused: dict[str, tuple[int, bytes]]) -> str:
+    """``{"a@x": (550, b"no such user")}`` -> ``"a@x: 550 no such user"``."""
+    parts = []
+    for address, (code, reply) in refused.items():
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        parts.append(f"{address}: {code} {' '.join(text.split())}".rstrip())
+    return "; ".join(parts)
