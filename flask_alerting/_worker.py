@@ -412,9 +412,13 @@ class Pipeline:
             if isinstance(item, _Marker):
                 if item is _STOP:
                     return
-                if item.action == "drain":
-                    with guard("emitting digests"):
+                # Digests whose window ended are due now: hand them over before the
+                # marker is done, so that flush() waits for them too.
+                with guard("emitting digests"):
+                    if item.action == "drain":
                         dispatcher.drain()
+                    else:
+                        dispatcher.tick()
                 item.done.set()
                 continue
             with guard("building an alert"):
@@ -458,6 +462,13 @@ class Pipeline:
         with self._lock:
             if self.closed:
                 return True
+        deadline = time.monotonic() + timeout
+
+        def remaining() -> float:
+            # A short floor lets idle threads notice the stop even when flushing used it all;
+            # threads still blocked in a notifier are daemons and are not waited for longer.
+            return max(0.05, deadline - time.monotonic())
+
         delivered = self.flush(timeout, drain=True)
         with self._lock:
             self.closed = True
@@ -465,10 +476,10 @@ class Pipeline:
         if running:
             self._inbound.put(_STOP)
             if self._thread is not None and self._thread is not threading.current_thread():
-                self._thread.join(1.0)
+                self._thread.join(remaining())
         lost: list[tuple[Notifier, Alert]] = []
         for worker in self.workers:
-            lost += [(worker.notifier, alert) for alert in worker.stop(0.5)]
+            lost += [(worker.notifier, alert) for alert in worker.stop(remaining())]
             with guard(f"closing {worker.notifier.name}"):
                 worker.notifier.close()
         if lost:

@@ -153,7 +153,7 @@ class Dispatcher:
     :param log: called with every raised alert (writes the alert log).
 
     Metric alerts bypass the throttle: their rules have their own lifecycle (firing,
-    reminders, resolved) and a "resolved" must never wait behind a window.
+    reminders, resolved). A "resolved" alert of any kind never waits behind a window.
     """
 
     def __init__(
@@ -178,7 +178,7 @@ class Dispatcher:
         self.raised += 1
         alert_raised.send(self.sender, alert=alert)
         self.log(alert)
-        if alert.kind == "metric" or self.throttle.offer(alert):
+        if alert.kind == "metric" or alert.status == "resolved" or self.throttle.offer(alert):
             self.deliver(alert)
         else:
             self.suppressed += 1
