@@ -4,11 +4,14 @@ from ._extension import FlaskAlerting
 from ._worker import RetryPolicy
 from .alert import Alert
 from .config import ConfigurationError, ConfigVars
+from .handler import AlertingHandler
 from .notifiers import LogNotifier, MemoryNotifier, Notifier, SMTPNotifier, TransientError
 from .signals import alert_dropped, alert_failed, alert_raised, alert_sent, alert_suppressed
+from .timing import Timer, TimingStats
 
 __all__ = [
     "Alert",
+    "AlertingHandler",
     "ConfigVars",
     "ConfigurationError",
     "FlaskAlerting",
@@ -17,6 +20,8 @@ __all__ = [
     "Notifier",
     "RetryPolicy",
     "SMTPNotifier",
+    "Timer",
+    "TimingStats",
     "TransientError",
     "alert_dropped",
     "alert_failed",

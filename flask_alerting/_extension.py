@@ -9,20 +9,24 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from flask import Flask, current_app, has_app_context, has_request_context, request
 from flask.signals import got_request_exception
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ._worker import guard
 from .alert import Alert, Severity
-from .capture import current_exception, error_alert_builder, mark_captured
-from .config import Config, ConfigurationError, load_config
+from .capture import current_exception, error_alert_builder, mark_captured, snapshot_request
+from .config import Config, ConfigurationError, check_options, load_config
 from .dispatch import Clock
+from .metrics.rules import RuleSpec, RuleStatus
+from .metrics.sampler import CheckResult, build_sampler, resolve_spec
 from .notifiers.base import Notifier, as_notifier
 from .notifiers.log import LEVELS, LogNotifier
 from .notifiers.smtp import SMTPNotifier
 from .render import log_line
+from .timing import P, R, Timer, Timing, TimingStats, install_slow_requests
 
 logger = logging.getLogger("flask_alerting")
 _alerts_parent = logging.getLogger("flask_alerting.alerts")
@@ -48,6 +52,7 @@ class _State:
     pipeline: Any  # _worker.Pipeline
     alert_log: logging.Logger
     log_handler: logging.Handler | None = None
+    sampler: Any = None  # metrics.sampler.Sampler
 
     def submit(self, item: Alert | Callable[[], Alert | None]) -> None:
         self.pipeline.submit(item)
@@ -102,9 +107,12 @@ class FlaskAlerting:
         self._notifiers = tuple(as_notifier(n) for n in notifiers or ())
         self._clock = clock or time.monotonic
         self._retry_policy = retry_policy
+        check_options(options)  # a typo fails here, not at a later init_app
         self._options = dict(options)
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._warned: set[str] = set()
+        self._timing = Timing(self._state_or_warn)
+        self._rule_specs: list[RuleSpec] = []
         if app is not None:
             self.init_app(app)
 
@@ -173,15 +181,24 @@ class FlaskAlerting:
             alert_log=alert_log,
             log_handler=handler,
         )
+        state.sampler = build_sampler(
+            config, app_name=app.name, specs=self._rule_specs, submit=state.submit,
+            labels=labels, clock=self._clock,
+        )
         app.extensions[EXTENSION_KEY] = state
         self._apps.add(app)
+        if config.enabled and config.metrics_enabled:
+            state.sampler.start()
         # `flask alerting ...` also comes through the flask.commands entry point; adding it
         # to app.cli makes it available to app.test_cli_runner() and custom CLI groups.
         from .cli import alerting_cli
 
         app.cli.add_command(alerting_cli)
+        self._timing.add_app(config)
         if config.enabled:
             self._register_capture(app, state)
+            if config.slow_request_threshold is not None:
+                install_slow_requests(app, state, config.slow_request_threshold)
 
     # -- state lookup -------------------------------------------------------------------
 
@@ -282,16 +299,98 @@ class FlaskAlerting:
             return
         self._capture(state, exc, extra)
 
-    def _capture(self, state: _State, exc: BaseException, extra: Mapping[str, Any]) -> None:
+    def _capture(
+        self,
+        state: _State,
+        exc: BaseException,
+        extra: Mapping[str, Any],
+        *,
+        log: Mapping[str, Any] | None = None,
+        severity: Severity = "error",
+    ) -> None:
+        """Alert about ``exc`` once. On the caller's thread: copies only (see
+        :func:`~flask_alerting.capture.error_alert_builder`); never raises."""
         if not mark_captured(exc):
             return
-        labels = dict(state.labels)
-        snapshot: dict[str, Any] | None = None
-        if has_request_context():
-            if request.endpoint:
-                labels["endpoint"] = request.endpoint
-            snapshot = _snapshot_request()
-        state.submit(error_alert_builder(exc, labels=labels, request=snapshot, extra=extra))
+        with guard("capturing an exception"):
+            labels = dict(state.labels)
+            snapshot: dict[str, Any] | None = None
+            if has_request_context():
+                current = request._get_current_object()  # type: ignore[attr-defined]
+                snapshot = snapshot_request(current)
+                if snapshot.get("endpoint"):
+                    labels["endpoint"] = snapshot["endpoint"]
+            state.submit(
+                error_alert_builder(
+                    exc,
+                    labels=labels,
+                    request=snapshot,
+                    extra=extra,
+                    log=log,
+                    severity=severity,
+                    scrub_fields=state.config.scrub_fields,
+                )
+            )
+
+    # -- slow calls ---------------------------------------------------------------------
+
+    @overload
+    def timed(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+    @overload
+    def timed(
+        self, func: None = None, /, *, threshold: float | None = None, name: str | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def timed(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        threshold: float | None = None,
+        name: str | None = None,
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+        """Alert when a call takes longer than ``threshold`` seconds.
+
+        ::
+
+            @alerting.timed
+            def load(): ...
+
+            @alerting.timed(threshold=0.5, name="prediction_from_model")
+            async def predict(): ...
+
+        For functions, methods and ``async def`` coroutines. The wrapper keeps the name,
+        docstring and signature, returns the result and re-raises exceptions unchanged (a
+        raising call is timed too). A slow call raises a ``"timing"`` alert (severity
+        warning, labels ``function`` and ``endpoint`` inside a request), throttled per
+        function. A fast call costs two clock reads, a few stores and a compare.
+
+        :param threshold: seconds; default ``ALERTING_SLOW_THRESHOLD`` of the app the call
+            runs in, looked up at call time (decorating before ``init_app`` works).
+        :param name: the ``function`` label and statistics name; default the function's
+            ``__qualname__``.
+        """
+        if func is None:
+            return lambda f: self._timing.wrap(f, threshold=threshold, name=name)
+        return self._timing.wrap(func, threshold=threshold, name=name)
+
+    def timer(self, name: str, threshold: float | None = None) -> Timer:
+        """Time a block: ``with alerting.timer("load-model", threshold=1.0): ...``.
+
+        Alerts like :meth:`timed` (label ``function`` = ``name``). Make one per block:
+        each is independent, so timers nest and run in several threads at once. The
+        timer's ``duration`` holds the seconds the block took.
+
+        :param threshold: seconds; default ``ALERTING_SLOW_THRESHOLD``, at exit.
+        """
+        return self._timing.timer(name, threshold)
+
+    def timing_stats(self) -> dict[str, TimingStats]:
+        """Per timed name (all apps of this extension): ``count`` and ``slow`` since the
+        start, ``mean``, ``max`` and ``p95`` in seconds over the recent calls (``window``).
+        """
+        return self._timing.stats()
 
     # -- request wiring -----------------------------------------------------------------
 
@@ -329,11 +428,86 @@ class FlaskAlerting:
         if body is not None:
 
             def internal_server_error(e: InternalServerError) -> Any:
+                # The app's own handler for a base class (HTTPException, Exception) would
+                # have been chosen without ours: keep it, whatever the registration order.
+                for name in (*request.blueprints, None):
+                    handlers = app.error_handler_spec[name][None]
+                    for cls in type(e).__mro__:
+                        if cls in handlers:
+                            return app.ensure_sync(handlers[cls])(e)
                 if _wants_json():
                     return {"error": body}, 500
                 return body, 500, {"Content-Type": "text/plain; charset=utf-8"}
 
-            app.register_error_handler(InternalServerError, internal_server_error)
+            # A 500 handler the app registered before us stays (one registered later
+            # replaces ours by itself).
+            if not app.error_handler_spec[None][500]:
+                app.register_error_handler(InternalServerError, internal_server_error)
+
+    # -- metric rules -------------------------------------------------------------------
+
+    def add_rule(
+        self,
+        name: str,
+        probe: Callable[[], float],
+        threshold: float = 100.0,
+        for_: float | None = None,
+        hysteresis: float | None = None,
+        severity: Severity = "warning",
+        *,
+        repeat_seconds: float | None = None,
+        display_name: str | None = None,
+    ) -> None:
+        """Watch ``probe()`` with the metrics sampler; alert when it stays above ``threshold``.
+
+        ::
+
+            alerting.add_rule("queue-depth", lambda: redis.llen("jobs"), threshold=100)
+
+        The rule fires (kind ``"metric"``, label ``metric`` = ``name``) when the value has
+        been above ``threshold`` for ``for_`` seconds, reminds every ``repeat_seconds``
+        and resolves below ``threshold - hysteresis``. None means the app's
+        ``ALERTING_METRICS_FOR`` / ``_HYSTERESIS`` / ``_REPEAT_SECONDS``. Applies to every
+        app of this extension, including those initialised later. A probe that raises is
+        logged and skipped; the probe runs on the sampler thread of one process per host.
+
+        :raises ValueError: for a duplicate name or an invalid number.
+        """
+        spec = RuleSpec(
+            name=name,
+            probe=probe,
+            threshold=threshold,
+            for_=for_,
+            hysteresis=hysteresis,
+            repeat_seconds=repeat_seconds,
+            severity=severity,
+            display_name=display_name or "",
+        )
+        if any(s.name == name for s in self._rule_specs):
+            raise ValueError(f"a metric rule named {name!r} already exists")
+        states = [a.extensions[EXTENSION_KEY] for a in list(self._apps)]
+        for state in states:  # check every app first: all or nothing
+            if any(r.name == name for r in state.sampler.rules):
+                raise ValueError(f"a metric rule named {name!r} already exists")
+        self._rule_specs.append(spec)
+        for state in states:
+            state.sampler.add(resolve_spec(spec, state.config))
+
+    def rule_states(self, app: Flask | None = None) -> list[RuleStatus]:
+        """Every metric rule with its state (``ok``/``pending``/``firing``) and last value.
+
+        In a process that does not sample (another gunicorn worker, the CLI), the states
+        are those the sampling process of this host last recorded.
+        """
+        return self._get_state(app).sampler.status()  # type: ignore[no-any-return]
+
+    def check(self, app: Flask | None = None, *, window: float = 0.5) -> list[CheckResult]:
+        """Sample every rule once now: ``(name, value, threshold, breached, error)`` each.
+
+        Changes no state and sends nothing. CPU percent is measured over ``window``
+        seconds (this call blocks that long; it is meant for the CLI and health checks).
+        """
+        return self._get_state(app).sampler.check(window)  # type: ignore[no-any-return]
 
     # -- delivery control ---------------------------------------------------------------
 
@@ -363,6 +537,8 @@ class FlaskAlerting:
         ok = True
         for app in list(self._apps):
             state: _State = app.extensions[EXTENSION_KEY]
+            if state.sampler is not None:
+                state.sampler.stop()
             ok = state.pipeline.shutdown(timeout) and ok
             if state.log_handler is not None:
                 state.alert_log.removeHandler(state.log_handler)
@@ -391,14 +567,3 @@ def _wants_json() -> bool:
     # On a tie (*/*, or no Accept header) the first entry, HTML, wins.
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"
-
-
-def _snapshot_request() -> dict[str, Any]:
-    return {
-        "method": request.method,
-        "url": request.url,
-        "endpoint": request.endpoint,
-        "remote_addr": request.remote_addr,
-        "user_agent": request.user_agent.string,
-    }
-

@@ -1,30 +1,71 @@
 """Exceptions -> error alerts, with a snapshot of the request taken on the request path.
 
-The request path only copies what it must while the request still exists
-(:func:`snapshot_request`) and walks the traceback for the fingerprint; formatting the
-traceback and building the alert happen later, on the dispatch thread
-(:func:`error_alert_builder`).
+The request path (:func:`error_alert_builder` itself) only copies what it must while the
+request and the exception still exist: the WSGI environ's strings, the view arguments and
+a bounded copy of the body (:func:`snapshot_request`), and a frame-free summary of the
+exception (:func:`summarize_exception`: code objects, offsets, the message). Parsing and
+scrubbing the request (:func:`render_request`, :mod:`flask_alerting.scrub`), formatting
+the traceback (:func:`format_summary`), the fingerprint and the alert itself happen later,
+on the dispatch thread, in the callable it returns. That callable holds no reference to
+the exception, its traceback or its frames.
+
+Frame local variables are never read: tracebacks are formatted without locals.
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
+import itertools
+import json
+import linecache
 import os
 import sys
 import sysconfig
 import traceback
-from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import CodeType, TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .alert import Alert, make_fingerprint, utcnow
+from werkzeug.wrappers import Request as WerkzeugRequest
 
-#: Marks an exception object as already alerted, so that no path reports it twice.
+from .alert import Alert, Severity, make_fingerprint, utcnow
+from .scrub import (
+    JSON_BUDGET,
+    Scrubber,
+    bounded_copy,
+    bounded_items,
+    clean_text,
+    cut,
+    get_scrubber,
+)
+
+if TYPE_CHECKING:
+    from flask import Request
+
+#: Marks an exception object as already alerted, so that no path reports it twice
+#: (request capture, ``capture_exception``, :class:`~flask_alerting.AlertingHandler`).
 CAPTURED_ATTR = "__flask_alerting_captured__"
+
+#: Request bodies up to this many bytes are parsed for the alert when the view did not
+#: parse them itself (werkzeug caches the parsed form and JSON, so a view that did pays
+#: nothing more). Larger bodies are described, not read.
+MAX_BODY_READ = 1024 * 1024
+
+#: The rendered JSON body is cut near this many characters.
+MAX_JSON_TEXT = JSON_BUDGET + 1024
+
+#: The ``Type: message`` part of a traceback is cut to this many characters.
+MAX_EXCEPTION_TEXT = 10_000
 
 _LIB_DIRS = tuple(
     {os.path.abspath(p) for k, p in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib")}
 )
 _SELF_DIR = os.path.dirname(os.path.abspath(__file__))
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+# -- "already reported" marks -------------------------------------------------------------
 
 
 def mark_captured(exc: BaseException) -> bool:
@@ -38,6 +79,14 @@ def mark_captured(exc: BaseException) -> bool:
     return True
 
 
+def is_captured(exc: BaseException) -> bool:
+    """Whether ``exc`` was already alerted."""
+    return bool(getattr(exc, CAPTURED_ATTR, False))
+
+
+# -- fingerprint ------------------------------------------------------------------------------
+
+
 def exception_name(exc: BaseException) -> str:
     """The class name, qualified with its module unless builtin."""
     cls = type(exc)
@@ -46,6 +95,7 @@ def exception_name(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_library_file(filename: str) -> bool:
     if filename.startswith("<"):
         return True
@@ -58,21 +108,30 @@ def _is_library_file(filename: str) -> bool:
     )
 
 
-def code_location(tb: TracebackType | None) -> str:
-    """``file:function:line`` of the innermost frame in the app's own code.
-
-    Falls back to the innermost frame when every frame is library code.
-    """
+def _location(frames: Iterable[tuple[CodeType, int]]) -> str:
     innermost = ""
     app_frame = ""
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        where = f"{code.co_filename}:{code.co_name}:{tb.tb_lineno}"
+    for code, lineno in frames:
+        where = f"{code.co_filename}:{code.co_name}:{lineno}"
         innermost = where
         if not _is_library_file(code.co_filename):
             app_frame = where
-        tb = tb.tb_next
     return app_frame or innermost
+
+
+def _walk(tb: TracebackType | None) -> Iterator[tuple[CodeType, int]]:
+    while tb is not None:
+        yield tb.tb_frame.f_code, tb.tb_lineno
+        tb = tb.tb_next
+
+
+def code_location(tb: TracebackType | None) -> str:
+    """``file:function:line`` of the innermost frame in the app's own code.
+
+    Library frames (site-packages, the standard library, flask-alerting itself) are
+    skipped; falls back to the innermost frame when every frame is library code.
+    """
+    return _location(_walk(tb))
 
 
 def error_fingerprint(exc: BaseException, endpoint: str | None) -> str:
@@ -81,41 +140,427 @@ def error_fingerprint(exc: BaseException, endpoint: str | None) -> str:
     return make_fingerprint("error", exception_name(exc), location, endpoint)
 
 
+# -- request snapshot (request path) --------------------------------------------------------
+
+#: WSGI environ entries an alert reads (besides the ``HTTP_*`` headers).
+_ENVIRON_KEYS = frozenset(
+    {
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REMOTE_ADDR",
+        "wsgi.url_scheme",
+    }
+)
+
+
+def _plain(value: Any) -> Any:
+    """A value safe to hand to another thread: primitives as they are, else a string."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return cut(value if isinstance(value, str) else str(value))
+
+
+def _body(req: Request, snap: dict[str, Any]) -> None:
+    length = req.content_length
+    if req.is_json:
+        if length is not None and length > MAX_BODY_READ:
+            snap["json"] = f"[JSON body of {length} bytes, not included]"
+            return
+        data = req.get_json(silent=True)
+        if data is None and length:
+            snap["json"] = f"[{length} bytes of invalid or unreadable JSON, not included]"
+            return
+        snap["json"], snap["json_truncated"] = bounded_copy(data)
+    elif req.mimetype in _FORM_TYPES:
+        # werkzeug keeps a parsed form in the instance dict (cached_property).
+        if length is not None and length > MAX_BODY_READ and "form" not in req.__dict__:
+            snap["form"] = {"[body]": f"{length} bytes, not included"}
+            return
+        snap["form"] = bounded_items(req.form.items(multi=True))
+        files = req.files
+        if files:
+            snap["files"] = bounded_items(
+                (name, f"{storage.filename!r} ({storage.mimetype or 'unknown type'})")
+                for name, storage in files.items(multi=True)
+            )
+
+
+def snapshot_request(req: Request) -> dict[str, Any]:
+    """Copy what an error alert shows of ``req``: small, not yet parsed nor scrubbed.
+
+    Runs on the request path, so it only copies: the string entries of the WSGI environ
+    (method, URL parts, headers: strings are immutable, so this copies references), the
+    endpoint and view arguments, and a bounded copy of the form or JSON body (parsed
+    here if the view did not: the body cannot be read later). Parsing headers, cookies
+    and the query string happens in :func:`render_request`. Never raises.
+    """
+    snap: dict[str, Any] = {}
+    try:
+        environ = req.environ
+        snap["environ"] = {
+            k: v
+            for k, v in environ.items()
+            if (k in _ENVIRON_KEYS or k.startswith("HTTP_")) and isinstance(v, str)
+        }
+        snap["endpoint"] = req.endpoint
+        if req.view_args:
+            snap["view_args"] = {str(k): _plain(v) for k, v in req.view_args.items()}
+        if environ.get("CONTENT_TYPE"):
+            _body(req, snap)
+    except Exception:
+        snap["unavailable"] = "part of the request could not be read"
+    return snap
+
+
+def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any]:
+    """The parsed, scrubbed, e-mail-safe request section of an alert (dispatch thread)."""
+    view_args = snap.get("view_args") or {}
+    secrets = [
+        str(v)
+        for k, v in view_args.items()
+        if scrubber.is_sensitive(k) and isinstance(v, (str, int)) and not isinstance(v, bool)
+    ]
+    environ = snap.get("environ") or {}
+    req = WerkzeugRequest(dict(environ), populate_request=False, shallow=True)
+    out: dict[str, Any] = {}
+
+    def part(key: str, read: Callable[[], Any]) -> None:
+        try:
+            value = read()
+        except Exception:
+            value = "[unavailable]"
+        if value:
+            out[key] = value
+
+    part("method", lambda: environ.get("REQUEST_METHOD"))
+    part("url", lambda: scrubber.scrub_url(req.url, secrets))
+    part("endpoint", lambda: snap.get("endpoint"))
+    part("view_args", lambda: scrubber.scrub(view_args))
+    part("query_args", lambda: scrubber.scrub(bounded_items(req.args.items(multi=True))))
+    part("form", lambda: scrubber.scrub(snap.get("form")))
+    part("files", lambda: scrubber.scrub(snap.get("files")))
+    json_body = snap.get("json")
+    if isinstance(json_body, str):
+        out["json"] = json_body
+    elif "json" in snap:
+        text = json.dumps(
+            scrubber.scrub(json_body), ensure_ascii=False, default=str, separators=(", ", ": ")
+        )
+        text = cut(text, MAX_JSON_TEXT)
+        if snap.get("json_truncated") and not text.endswith("characters]"):
+            text += " \u2026 [truncated]"
+        out["json"] = clean_text(text)
+    part("remote_addr", lambda: environ.get("REMOTE_ADDR"))
+    part("user_agent", lambda: clean_text(cut(environ.get("HTTP_USER_AGENT", ""))))
+    part("headers", lambda: scrubber.scrub_headers(bounded_items(req.headers.items())))
+    part("cookies", lambda: scrubber.scrub(bounded_items(req.cookies.items(multi=True))))
+    if "unavailable" in snap:
+        out["unavailable"] = snap["unavailable"]
+    return out
+
+
+class RequestDetails(Mapping[str, Any]):
+    """The request section of an alert, parsed and scrubbed on first use.
+
+    Most alerts of a storm are only counted by the throttle and never shown: they never
+    pay for parsing and scrubbing. Whatever reads the section (a notifier, a signal
+    receiver, ``repr``, pickling) gets the scrubbed rendering of :func:`render_request`;
+    the raw snapshot is dropped once rendered and is never exposed.
+    """
+
+    __slots__ = ("_snapshot", "_scrubber", "_data")
+
+    def __init__(self, snapshot: Mapping[str, Any], scrubber: Scrubber) -> None:
+        self._snapshot: Mapping[str, Any] | None = snapshot
+        self._scrubber = scrubber
+        self._data: dict[str, Any] | None = None
+
+    def _rendered(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            snapshot = self._snapshot
+            try:
+                data = render_request(snapshot or {}, self._scrubber)
+            except Exception:
+                data = {"unavailable": "the request could not be rendered"}
+            self._data = data
+            self._snapshot = None
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._rendered()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rendered())
+
+    def __len__(self) -> int:
+        return len(self._rendered())
+
+    def __repr__(self) -> str:
+        return repr(self._rendered())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._rendered(),))
+
+
+# -- exception summary (request path) and traceback formatting (dispatch thread) -----------
+#
+# The request path must not keep the exception: its traceback holds every frame of the
+# request and everything they reference, and keeping that alive until the dispatch thread
+# runs costs the garbage collector far more than the request path saves (measured: about
+# a third of an erroring request). So the request path keeps only code objects, instruction
+# offsets and the message (:func:`summarize_exception`); the dispatch thread formats the
+# same text as :func:`traceback.format_exception` from those (:func:`format_summary`).
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+_EXCEPTION_GROUP: type | None = getattr(builtins, "BaseExceptionGroup", None)
+
+#: One traceback entry: code object, instruction offset (``tb_lasti``), line number.
+Frame = tuple[CodeType, int, int]
+
+
+class ExceptionPart(NamedTuple):
+    """One exception of a chain, without frames or locals."""
+
+    #: Printed before this part (the "direct cause" / "during handling" sentences).
+    separator: str | None
+    #: The traceback entries, outermost first; None when the exception was never raised.
+    frames: tuple[Frame, ...] | None
+    #: The ``Type: message`` lines, already cut.
+    text: str
+
+
+#: A frame-free summary: the parts in print order, or (exception groups) the final text.
+Summary = tuple[ExceptionPart, ...] | str
+
+#: Formatted stacks by code path: a storm of one error formats its stack once.
+_STACKS: dict[tuple[tuple[int, int, int], ...], tuple[tuple[CodeType, ...], list[str]]] = {}
+_MAX_STACKS = 256
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
+def _exception_only(exc: BaseException, message: str | None = None) -> str:
+    cls = type(exc)
+    if isinstance(exc, SyntaxError) or getattr(exc, "__notes__", None) is not None:
+        text = "".join(traceback.format_exception_only(cls, exc))
+    else:
+        # The common case, as traceback prints it, without building a TracebackException.
+        module = cls.__module__
+        name = cls.__qualname__
+        if module not in ("__main__", "builtins"):
+            name = f"{module if isinstance(module, str) else '<unknown>'}.{name}"
+        value = _safe_str(exc) if message is None else message
+        text = f"{name}: {value}\n" if value else f"{name}\n"
+    if len(text) > MAX_EXCEPTION_TEXT:
+        text = cut(text, MAX_EXCEPTION_TEXT) + "\n"
+    return text
+
+
+def _frames(tb: TracebackType | None) -> tuple[Frame, ...] | None:
+    if tb is None:
+        return None
+    frames: list[Frame] = []
+    cache = linecache.cache
+    while tb is not None:
+        frame = tb.tb_frame
+        code = frame.f_code
+        if code.co_filename not in cache:
+            # Lets the dispatch thread find source that is not in a plain file (zip
+            # imports), as traceback does with the frame's globals.
+            linecache.lazycache(code.co_filename, frame.f_globals)
+        frames.append((code, tb.tb_lasti, tb.tb_lineno))
+        tb = tb.tb_next
+    return tuple(frames)
+
+
+def summarize_exception(exc: BaseException, message: str | None = None) -> Summary:
+    """A frame-free summary of ``exc`` and its ``__cause__``/``__context__`` chain.
+
+    Cheap (request path): no source lines are read and nothing is formatted but the
+    ``Type: message`` lines. Exception groups (rare) are formatted at once.
+
+    :param message: ``str(exc)`` when the caller already has it.
+    """
+    chain: list[tuple[BaseException, str | None]] = []  # outermost first
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    relation: str | None = None
+    while current is not None:
+        if _EXCEPTION_GROUP is not None and isinstance(current, _EXCEPTION_GROUP):
+            return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        seen.add(id(current))
+        chain.append((current, relation))
+        cause, context = current.__cause__, current.__context__
+        if cause is not None and id(cause) not in seen:
+            current, relation = cause, _CAUSE
+        elif not current.__suppress_context__ and context is not None and id(context) not in seen:
+            current, relation = context, _CONTEXT
+        else:
+            current = None
+    parts: list[ExceptionPart] = []
+    # Printed innermost (oldest) first; each separator goes before the exception that was
+    # raised from, or while handling, the one printed just above it.
+    for index in range(len(chain) - 1, -1, -1):
+        item, _ = chain[index]
+        separator = chain[index + 1][1] if index + 1 < len(chain) else None
+        text = _exception_only(item, message if item is exc else None)
+        parts.append(ExceptionPart(separator, _frames(item.__traceback__), text))
+    return tuple(parts)
+
+
+def _position(code: CodeType, lasti: int) -> tuple[Any, Any, Any, Any]:
+    positions = getattr(code, "co_positions", None)  # Python >= 3.11
+    if positions is None or lasti < 0:
+        return (None, None, None, None)
+    return next(itertools.islice(positions(), lasti // 2, None), (None, None, None, None))
+
+
+def _frame_summary(code: CodeType, lasti: int, lineno: int) -> traceback.FrameSummary:
+    first, last, col, end_col = _position(code, lasti)
+    if first is None:
+        first = lineno
+    try:
+        return traceback.FrameSummary(
+            code.co_filename,
+            first,
+            code.co_name,
+            lookup_line=False,
+            end_lineno=last,  # type: ignore[call-arg]
+            colno=col,
+            end_colno=end_col,
+        )
+    except TypeError:  # pragma: no cover - Python 3.10: no column positions
+        return traceback.FrameSummary(code.co_filename, first, code.co_name, lookup_line=False)
+
+
+def _stack_lines(frames: tuple[Frame, ...]) -> list[str]:
+    # The entry keeps its code objects alive, so no other code object can take their ids
+    # while it exists: equal keys mean the very same code objects.
+    key = tuple([(id(code), lasti, lineno) for code, lasti, lineno in frames])
+    hit = _STACKS.get(key)
+    if hit is not None:
+        return hit[1]
+    for filename in {code.co_filename for code, _, _ in frames}:
+        linecache.checkcache(filename)
+    summary = traceback.StackSummary.from_list(
+        [_frame_summary(code, lasti, lineno) for code, lasti, lineno in frames]
+    )
+    lines = list(summary.format())
+    if len(_STACKS) >= _MAX_STACKS:
+        _STACKS.clear()
+    _STACKS[key] = (tuple(code for code, _, _ in frames), lines)
+    return lines
+
+
+def format_summary(summary: Summary) -> str:
+    """The text :func:`traceback.format_exception` prints for the summarised exception
+    (no locals), with ``Type: message`` parts cut at :data:`MAX_EXCEPTION_TEXT` characters.
+
+    The formatted stack of each code path is cached. Never raises.
+    """
+    if isinstance(summary, str):
+        return summary
+    out: list[str] = []
+    for part in summary:
+        if part.separator:
+            out.append(part.separator)
+        if part.frames:
+            out.append("Traceback (most recent call last):\n")
+            try:
+                out.extend(_stack_lines(part.frames))
+            except Exception:
+                out.append("  (the stack could not be formatted)\n")
+        out.append(part.text)
+    return "".join(out)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """:func:`format_summary` of :func:`summarize_exception`, in one call."""
+    try:
+        return format_summary(summarize_exception(exc))
+    except Exception:
+        return f"{exception_name(exc)} (the traceback could not be formatted)\n"
+
+
+# -- the alert ------------------------------------------------------------------------------
+
+
 def error_alert_builder(
     exc: BaseException,
     *,
     labels: Mapping[str, str],
     request: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    log: Mapping[str, Any] | None = None,
+    severity: Severity = "error",
+    scrub_fields: tuple[str, ...] = (),
 ) -> Callable[[], Alert]:
     """Capture what is needed now; return a callable that builds the alert later.
 
-    :param exc: the exception (its traceback is kept until the alert is built).
+    The callable holds no reference to ``exc``, its traceback or its frames (see
+    :func:`summarize_exception`), only copies.
+
+    :param exc: the exception.
     :param labels: base labels (``app``, ``host``), plus ``endpoint`` inside a request.
     :param request: a request snapshot (see :func:`snapshot_request`).
-    :param extra: extra details given to ``capture_exception``.
+    :param extra: extra details given to ``capture_exception`` (copied now).
+    :param log: facts about the log record that reported the exception, if any.
+    :param severity: ``"error"``, or ``"critical"`` for critical log records.
+    :param scrub_fields: extra sensitive names (``ALERTING_SCRUB_FIELDS``).
     """
     timestamp = utcnow()
     name = exception_name(exc)
     all_labels = {**labels, "exception": name}
-    fingerprint = error_fingerprint(exc, all_labels.get("endpoint"))
+    endpoint = all_labels.get("endpoint")
+    message = _safe_str(exc)
+    try:
+        summary: Summary = summarize_exception(exc, message)
+    except Exception:
+        summary = (ExceptionPart(None, None, _exception_only(exc, message)),)
+    # The location comes from the frames kept in the summary, later; exception groups
+    # (a formatted text) take it now.
+    location = code_location(exc.__traceback__) if isinstance(summary, str) else None
+    headline = " ".join(message[:1000].split())
+    extra = dict(extra) if extra else None
+    log = dict(log) if log else None
+    del exc
 
     def build() -> Alert:
-        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        text = " ".join(str(exc).split())
-        title = f"{name}: {text}" if text else name
-        endpoint = all_labels.get("endpoint")
+        scrubber = get_scrubber(scrub_fields)
+        where = location
+        if where is None and not isinstance(summary, str):
+            frames = summary[-1].frames or ()
+            where = _location((code, lineno) for code, _, lineno in frames)
+        fingerprint = make_fingerprint("error", name, where, endpoint)
+        tb_text = clean_text(format_summary(summary))
+        title = f"{name}: {headline}" if headline else name
         if endpoint:
             title += f" in {endpoint}"
         details: dict[str, Any] = {}
+        if log:
+            details["log"] = scrubber.scrub(log)
         if request:
-            details["request"] = dict(request)
+            details["request"] = RequestDetails(request, scrubber)
         if extra:
-            details["extra"] = dict(extra)
+            details["extra"] = scrubber.scrub(extra)
         return Alert(
             kind="error",
-            severity="error",
-            title=title,
+            severity=severity,
+            title=clean_text(title),
             message=f"An error occurred in your Flask application:\n\n{tb_text}",
             labels=all_labels,
             fingerprint=fingerprint,

@@ -62,11 +62,18 @@ class ConfigVars:
     METRICS_FOR = "ALERTING_METRICS_FOR"
     METRICS_HYSTERESIS = "ALERTING_METRICS_HYSTERESIS"
     METRICS_REPEAT_SECONDS = "ALERTING_METRICS_REPEAT_SECONDS"
+    METRICS_LOCK_FILE = "ALERTING_METRICS_LOCK_FILE"
+    DISK_PATH = "ALERTING_DISK_PATH"
+    DISK_THRESHOLD = "ALERTING_DISK_THRESHOLD"
+    SWAP_THRESHOLD = "ALERTING_SWAP_THRESHOLD"
+    RSS_THRESHOLD = "ALERTING_RSS_THRESHOLD"
+    LOAD_THRESHOLD = "ALERTING_LOAD_THRESHOLD"
     THROTTLE_SECONDS = "ALERTING_THROTTLE_SECONDS"
     QUEUE_SIZE = "ALERTING_QUEUE_SIZE"
     RETRY_SECONDS = "ALERTING_RETRY_SECONDS"
     SHUTDOWN_TIMEOUT = "ALERTING_SHUTDOWN_TIMEOUT"
     ERROR_RESPONSE = "ALERTING_ERROR_RESPONSE"
+    SCRUB_FIELDS = "ALERTING_SCRUB_FIELDS"
 
 
 # -- parsers: each takes (key, raw value) and returns the clean value or raises ---------------
@@ -113,6 +120,22 @@ def _percent(key: str, value: Any) -> float:
     if not 0 <= number <= 100:
         raise ConfigurationError(key, "a percentage between 0 and 100", value)
     return number
+
+
+def _positive_amount(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number <= 0:
+        raise ConfigurationError(key, "a number > 0", value)
+    return number
+
+
+def _existing_path(key: str, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ConfigurationError(key, "a path", value)
+    path = os.fspath(value)
+    if not os.path.exists(path):
+        raise ConfigurationError(key, "an existing path", value)
+    return path
 
 
 def _optional(parser: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
@@ -179,6 +202,20 @@ def _file(key: str, value: Any) -> str | None:
     return os.fspath(value)
 
 
+def _writable_file(key: str, value: Any) -> str | None:
+    # The log handler opens the file lazily: check now, so a typo fails at init_app.
+    path = _file(key, value)
+    if path is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(directory):
+        raise ConfigurationError(key, "a file path in an existing directory", value)
+    target = path if os.path.exists(path) else directory
+    if not os.access(target, os.W_OK):
+        raise ConfigurationError(key, "a writable file path", value)
+    return path
+
+
 def _existing_file(key: str, value: Any) -> str | None:
     path = _file(key, value)
     if path is not None and not os.path.isfile(path):
@@ -217,6 +254,29 @@ def _error_response(key: str, value: Any) -> str | None:
     raise ConfigurationError(key, "a string, or False to keep Flask's default error page", value)
 
 
+def _field_names(key: str, value: Any) -> tuple[str, ...]:
+    expected = "field names: a list of strings or a comma-separated string"
+    if value is None:
+        return ()
+    items: Iterable[Any]
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        raise ConfigurationError(key, expected, value)
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(key, expected, value)
+        name = item.strip()
+        if not name and not isinstance(value, str):
+            raise ConfigurationError(key, "non-empty field names", value)
+        if name and name not in names:
+            names.append(name)
+    return tuple(sorted(names))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Key:
     name: str
@@ -240,14 +300,18 @@ KEYS: dict[str, _Key] = {
     "mail_sender": _Key(ConfigVars.MAIL_SENDER, None, _text, "From address"),
     "mail_recipients": _Key(ConfigVars.MAIL_RECIPIENTS, None, _recipients, "To addresses"),
     "subject_prefix": _Key(ConfigVars.SUBJECT_PREFIX, _DYNAMIC, _text, "subject prefix"),
-    "log_file": _Key(ConfigVars.LOG_FILE, None, _file, "alert log file"),
+    "log_file": _Key(ConfigVars.LOG_FILE, None, _writable_file, "alert log file"),
     "slow_threshold": _Key(ConfigVars.SLOW_THRESHOLD, 2.0, _positive, "default timed threshold"),
     "slow_request_threshold": _Key(
         ConfigVars.SLOW_REQUEST_THRESHOLD, None, _optional(_positive), "slow request threshold"
     ),
     "metrics_enabled": _Key(ConfigVars.METRICS_ENABLED, _DYNAMIC, _bool, "metrics sampler"),
-    "cpu_threshold": _Key(ConfigVars.CPU_THRESHOLD, 80.0, _percent, "CPU percent"),
-    "memory_threshold": _Key(ConfigVars.MEMORY_THRESHOLD, 80.0, _percent, "memory percent"),
+    "cpu_threshold": _Key(
+        ConfigVars.CPU_THRESHOLD, 80.0, _optional(_percent), "CPU percent (None: rule off)"
+    ),
+    "memory_threshold": _Key(
+        ConfigVars.MEMORY_THRESHOLD, 80.0, _optional(_percent), "memory percent (None: off)"
+    ),
     "metrics_interval": _Key(ConfigVars.METRICS_INTERVAL, 5.0, _positive, "sampling interval"),
     "metrics_for": _Key(ConfigVars.METRICS_FOR, 30.0, _non_negative, "breach duration"),
     "metrics_hysteresis": _Key(
@@ -255,6 +319,22 @@ KEYS: dict[str, _Key] = {
     ),
     "metrics_repeat_seconds": _Key(
         ConfigVars.METRICS_REPEAT_SECONDS, 3600.0, _positive, "reminder interval"
+    ),
+    "metrics_lock_file": _Key(
+        ConfigVars.METRICS_LOCK_FILE, None, _file, "lock file electing the sampling process"
+    ),
+    "disk_path": _Key(ConfigVars.DISK_PATH, "/", _existing_path, "path of the disk rule"),
+    "disk_threshold": _Key(
+        ConfigVars.DISK_THRESHOLD, None, _optional(_percent), "disk percent used (None: off)"
+    ),
+    "swap_threshold": _Key(
+        ConfigVars.SWAP_THRESHOLD, None, _optional(_percent), "swap percent used (None: off)"
+    ),
+    "rss_threshold": _Key(
+        ConfigVars.RSS_THRESHOLD, None, _optional(_positive_amount), "process RSS, MiB"
+    ),
+    "load_threshold": _Key(
+        ConfigVars.LOAD_THRESHOLD, None, _optional(_positive_amount), "1-min load per core"
     ),
     "throttle_seconds": _Key(ConfigVars.THROTTLE_SECONDS, 300.0, _non_negative, "throttle"),
     "queue_size": _Key(ConfigVars.QUEUE_SIZE, 1000, _int_at_least(1), "delivery queue bound"),
@@ -264,6 +344,9 @@ KEYS: dict[str, _Key] = {
     ),
     "error_response": _Key(
         ConfigVars.ERROR_RESPONSE, DEFAULT_ERROR_RESPONSE, _error_response, "500 body"
+    ),
+    "scrub_fields": _Key(
+        ConfigVars.SCRUB_FIELDS, (), _field_names, "more names whose values are filtered"
     ),
 }
 
@@ -277,7 +360,7 @@ class Config:
     smtp_port: int | None
     smtp_security: Security
     smtp_username: str | None
-    smtp_password: str | None
+    smtp_password: str | None = dataclasses.field(repr=False)  # never in a repr or log
     smtp_timeout: float
     smtp_ca_file: str | None
     mail_sender: str | None
@@ -287,17 +370,24 @@ class Config:
     slow_threshold: float
     slow_request_threshold: float | None
     metrics_enabled: bool
-    cpu_threshold: float
-    memory_threshold: float
+    cpu_threshold: float | None
+    memory_threshold: float | None
     metrics_interval: float
     metrics_for: float
     metrics_hysteresis: float
     metrics_repeat_seconds: float
+    metrics_lock_file: str | None
+    disk_path: str
+    disk_threshold: float | None
+    swap_threshold: float | None
+    rss_threshold: float | None
+    load_threshold: float | None
     throttle_seconds: float
     queue_size: int
     retry_seconds: float
     shutdown_timeout: float
     error_response: str | None
+    scrub_fields: tuple[str, ...]
 
     def as_public_dict(self) -> dict[str, Any]:
         """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""
@@ -315,6 +405,16 @@ def option_name(key: str) -> str:
     return key.removeprefix("ALERTING_").lower()
 
 
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse constructor keywords that name no configuration key (typos).
+
+    :raises TypeError: listing the unknown names.
+    """
+    unknown = set(options) - set(KEYS)
+    if unknown:
+        raise TypeError(f"unknown FlaskAlerting option(s): {', '.join(sorted(unknown))}")
+
+
 def load_config(
     app_config: Mapping[str, Any],
     overrides: Mapping[str, Any],
@@ -330,9 +430,7 @@ def load_config(
     :param testing: ``app.testing``; turns the metrics sampler off by default.
     :raises ConfigurationError: naming the first bad key.
     """
-    unknown = set(overrides) - set(KEYS)
-    if unknown:
-        raise TypeError(f"unknown FlaskAlerting option(s): {', '.join(sorted(unknown))}")
+    check_options(overrides)
     values: dict[str, Any] = {}
     for attr, key in KEYS.items():
         if attr in overrides:

@@ -80,21 +80,25 @@ def _fmt(value: Any) -> str:
 
 
 def seed_message(alert: Alert) -> str:
-    """The seed's e-mail wording for a timing or metric alert that carries no message.
+    """The seed's wording for a timing or metric alert that carries no message.
 
-    ``"The {metric} has exceeded the threshold:\\n\\nCurrent Value: ...\\nThreshold: ..."``;
-    empty for other alerts or without value and threshold.
+    Metrics: ``"The {metric} has exceeded the threshold:\\n\\nCurrent Value: ...\\n
+    Threshold: ..."`` (the seed's e-mail); timing: ``"{function} took {value} seconds to
+    execute, exceeding the {threshold}-second threshold."``. Empty for other alerts and
+    without value and threshold.
     """
     if alert.value is None or alert.threshold is None:
         return ""
-    if alert.kind == "metric":
-        name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
-        state = "is back under" if alert.status == "resolved" else "has exceeded"
-    elif alert.kind == "timing":
-        name = alert.labels.get("function", alert.title)
-        state = "has exceeded"
-    else:
+    if alert.kind == "timing":
+        function = alert.labels.get("function", alert.title)
+        return (
+            f"{function} took {alert.value} seconds to execute, exceeding the "
+            f"{alert.threshold:g}-second threshold."
+        )
+    if alert.kind != "metric":
         return ""
+    name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
+    state = "is back under" if alert.status == "resolved" else "has exceeded"
     return (
         f"The {name} {state} the threshold:\n\n"
         f"Current Value: {alert.value}\nThreshold: {alert.threshold}"
@@ -164,7 +168,10 @@ def log_line(alert: Alert) -> str:
     if alert.kind == "error":
         return f"{alert.title}\n{alert.traceback or alert.message}".rstrip()
     if alert.kind == "timing" and alert.value is not None and alert.threshold is not None:
-        function = alert.labels.get("function", alert.title)
+        # Slow requests name themselves ("GET /path") in details["display_name"].
+        function = str(
+            alert.details.get("display_name") or alert.labels.get("function", alert.title)
+        )
         return (
             f"{function} took {alert.value} seconds to execute, exceeding the "
             f"{alert.threshold:g}-second threshold."

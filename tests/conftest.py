@@ -39,6 +39,9 @@ def app() -> Flask:
     app = Flask("testapp")
     # Not app.testing: errors must reach Flask's 500 handling as in production.
     app.config["PROPAGATE_EXCEPTIONS"] = False
+    # Not app.testing either, so the metrics sampler would start: it samples the real host
+    # and would alert into unrelated tests. Its own tests turn it on explicitly.
+    app.config["ALERTING_METRICS_ENABLED"] = False
     return app
 
 

@@ -1,0 +1,278 @@
+"""Scrubbing and bounding: what an alert may carry out of the process, and how much.
+
+Pure code: no Flask, no threads, no I/O. Two halves:
+
+- *bounding* (:func:`cut`, :func:`bounded_copy`, :func:`bounded_items`) runs on the request
+  path, while the request still exists: it copies at most a few kilobytes, so that later
+  mutation of the request data cannot change the alert and a huge body cannot make it big;
+- *scrubbing* (:class:`Scrubber`) runs later, on the dispatch thread, on those copies: the
+  values of fields whose name looks sensitive become ``"[Filtered]"``.
+
+A name is sensitive when, lowercased and with ``_``, ``-``, ``.`` and spaces removed, it
+contains one of :data:`DEFAULT_FIELDS` (or of the extra names, ``ALERTING_SCRUB_FIELDS``)
+treated the same way: ``X-Api-Key``, ``apiKey`` and ``api_key`` all match ``api_key``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote
+
+#: What a scrubbed value is replaced with.
+FILTERED = "[Filtered]"
+
+#: Field names (or parts of names) whose values are always filtered.
+DEFAULT_FIELDS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "auth",
+    "authorization",
+    "cookie",
+    "session",
+    "csrf",
+    "credential",
+    "private_key",
+)
+
+#: Headers whose value is filtered whatever the configuration (normalised names).
+ALWAYS_FILTERED_HEADERS = frozenset({"cookie", "authorization", "proxyauthorization"})
+
+#: Single values longer than this are cut in request snapshots (characters).
+MAX_VALUE_LENGTH = 2048
+#: At most this many entries of one mapping (headers, query args, form fields ...).
+MAX_ITEMS = 100
+#: Budget of a JSON body copy, in characters (roughly the size of its rendering).
+JSON_BUDGET = 10 * 1024
+#: Nesting deeper than this is not copied.
+MAX_DEPTH = 20
+
+TRUNCATED = "[truncated]"
+
+_SEPARATORS = re.compile(r"[\s_.\-]+")
+_MAX_KNOWN = 4096
+
+
+def normalise(name: str) -> str:
+    """``"X-Api-Key"`` -> ``"xapikey"``: the form in which names are compared."""
+    return _SEPARATORS.sub("", name.casefold())
+
+
+# -- bounding (request path) ---------------------------------------------------------------
+
+
+def cut(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
+    """``text`` when short enough, else its first ``limit`` characters and a marker."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\u2026 [{len(text) - limit} more characters]"
+
+
+def bounded_items(pairs: Iterable[tuple[Any, Any]], limit: int = MAX_ITEMS) -> dict[str, Any]:
+    """A dict of at most ``limit`` names, values cut; repeated names collect a list.
+
+    :param pairs: ``(name, value)`` pairs, e.g. ``MultiDict.items(multi=True)``.
+    """
+    out: dict[str, Any] = {}
+    skipped = 0
+    for name, value in pairs:
+        key = cut(str(name), 200)
+        text = cut(value) if isinstance(value, str) else value
+        if key in out:
+            previous = out[key]
+            if isinstance(previous, list):
+                if len(previous) < limit:
+                    previous.append(text)
+            else:
+                out[key] = [previous, text]
+        elif len(out) < limit:
+            out[key] = text
+        else:
+            skipped += 1
+    if skipped:
+        out[TRUNCATED] = f"{skipped} more"
+    return out
+
+
+def bounded_copy(value: Any, budget: int = JSON_BUDGET) -> tuple[Any, bool]:
+    """A deep copy of JSON-like ``value`` holding roughly at most ``budget`` characters.
+
+    Strings are cut, and lists and objects stop growing once the budget is spent (a
+    ``"[truncated]"`` marker says so). Only dicts, lists, tuples, strings, numbers,
+    booleans and None are kept as such; anything else becomes its ``repr`` (cut).
+
+    :returns: ``(copy, truncated)``.
+    """
+    left = [budget]
+    truncated = [False]
+
+    def copy(item: Any, depth: int) -> Any:
+        if isinstance(item, str):
+            room = max(left[0], 16)
+            left[0] -= len(item) + 2
+            if len(item) > room:
+                truncated[0] = True
+                return cut(item, room)
+            return item
+        if item is None or isinstance(item, (bool, int, float)):
+            left[0] -= 6
+            return item
+        if depth >= MAX_DEPTH:
+            truncated[0] = True
+            return TRUNCATED
+        if isinstance(item, Mapping):
+            out: dict[str, Any] = {}
+            for index, (key, sub) in enumerate(item.items()):
+                if left[0] <= 0:
+                    truncated[0] = True
+                    out[TRUNCATED] = f"{len(item) - index} more keys"
+                    break
+                name = cut(str(key), 200)
+                left[0] -= len(name) + 4
+                out[name] = copy(sub, depth + 1)
+            return out
+        if isinstance(item, (list, tuple)):
+            items: list[Any] = []
+            for index, sub in enumerate(item):
+                if left[0] <= 0:
+                    truncated[0] = True
+                    items.append(f"{TRUNCATED} {len(item) - index} more items")
+                    break
+                left[0] -= 2
+                items.append(copy(sub, depth + 1))
+            return items
+        return copy(repr(item), depth)
+
+    result = copy(value, 0)
+    return result, truncated[0]
+
+
+# -- text safety -----------------------------------------------------------------------------
+
+
+def clean_text(text: str) -> str:
+    """``text`` made encodable as UTF-8 (lone surrogates become ``\\udcxx`` escapes).
+
+    Such surrogates come from ``surrogateescape`` decoding of undecodable bytes; left in,
+    they would make the e-mail impossible to encode, and the alert would be lost.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+# -- scrubbing (dispatch thread) -------------------------------------------------------------
+
+
+class Scrubber:
+    """Replaces the values of sensitive fields with :data:`FILTERED`.
+
+    :param extra_fields: names added to :data:`DEFAULT_FIELDS` (``ALERTING_SCRUB_FIELDS``).
+    """
+
+    def __init__(self, extra_fields: Iterable[str] = ()) -> None:
+        names: list[str] = []
+        for field in (*DEFAULT_FIELDS, *extra_fields):
+            name = normalise(field)
+            if name and name not in names:
+                names.append(name)
+        self.fields: tuple[str, ...] = tuple(names)
+        # Names seen before -> verdict (headers and keys repeat from alert to alert).
+        self._known: dict[str, bool] = {}
+
+    def is_sensitive(self, name: object) -> bool:
+        """Whether values of a field called ``name`` must be filtered."""
+        text = str(name)
+        known = self._known.get(text)
+        if known is None:
+            key = normalise(text)
+            known = any(field in key for field in self.fields)
+            if len(self._known) >= _MAX_KNOWN:
+                self._known.clear()
+            self._known[text] = known
+        return known
+
+    def scrub(self, value: Any) -> Any:
+        """A copy of ``value`` with sensitive keys filtered, at any depth.
+
+        Mappings and lists are copied; strings are made safe for e-mail
+        (:func:`clean_text`); other values are returned as they are.
+        """
+        if isinstance(value, str):
+            return clean_text(value)
+        if isinstance(value, Mapping):
+            return {
+                clean_text(str(k)): FILTERED if self.is_sensitive(k) else self.scrub(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self.scrub(v) for v in value]
+        return value
+
+    def scrub_headers(self, headers: Mapping[str, Any]) -> dict[str, Any]:
+        """Like :meth:`scrub`; ``Cookie`` and ``Authorization`` are filtered whatever the
+        configuration."""
+        out = self.scrub(headers)
+        for name in out:
+            if normalise(name) in ALWAYS_FILTERED_HEADERS:
+                out[name] = FILTERED
+        return dict(out)
+
+    def scrub_query(self, query: str) -> str:
+        """A raw query string (``a=1&token=x``) with the values of sensitive names
+        filtered; everything else is kept as it was written."""
+        if not query:
+            return query
+        parts = []
+        for part in re.split(r"([&;])", query):
+            name, eq, _ = part.partition("=")
+            if eq and self.is_sensitive(unquote(name.replace("+", " "))):
+                part = f"{name}={FILTERED}"
+            parts.append(part)
+        return "".join(parts)
+
+    def scrub_url(self, url: str, secrets: Iterable[str] = ()) -> str:
+        """``url`` with sensitive query values, a password in the user info and each of
+        ``secrets`` (e.g. the values of sensitive view arguments) in the path filtered."""
+        base, hash_, fragment = url.partition("#")
+        base, question, query = base.partition("?")
+        scheme, sep, rest = base.partition("://")
+        if sep:
+            netloc, slash, path = rest.partition("/")
+            userinfo, at, host = netloc.rpartition("@")
+            if at and ":" in userinfo:
+                userinfo = f"{userinfo.partition(':')[0]}:{FILTERED}"
+            base = f"{scheme}{sep}{userinfo}{at}{host}{slash}{self._scrub_path(path, secrets)}"
+        else:
+            base = self._scrub_path(base, secrets)
+        query = self.scrub_query(query)
+        if fragment and self.is_sensitive(fragment.partition("=")[0]):
+            fragment = FILTERED
+        return clean_text(f"{base}{question}{query}{hash_}{fragment}")
+
+    @staticmethod
+    def _scrub_path(path: str, secrets: Iterable[str]) -> str:
+        for secret in secrets:
+            if len(secret) < 3:
+                # A one- or two-character value would blank out unrelated parts.
+                continue
+            for form in {secret, quote(secret, safe=""), quote(secret)}:
+                path = path.replace(form, FILTERED)
+        return path
+
+
+@functools.lru_cache(maxsize=32)
+def get_scrubber(extra_fields: tuple[str, ...] = ()) -> Scrubber:
+    """A shared :class:`Scrubber` for these extra field names."""
+    return Scrubber(extra_fields)

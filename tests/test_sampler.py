@@ -1,0 +1,787 @@
+"""The metrics sampler: sampling steps with a fake clock, the lock election, the thread,
+fork, the Werkzeug reloader, and the extension's wiring (add_rule, rule_states, check)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_alerting import Alert, ConfigurationError, FlaskAlerting, MemoryNotifier
+from flask_alerting.metrics.probes import ProcessInfo, ProcessTable
+from flask_alerting.metrics.rules import Rule
+from flask_alerting.metrics.sampler import (
+    ERROR_LOG_INTERVAL,
+    Sampler,
+    default_lock_path,
+    in_reloader_parent,
+)
+from tests.conftest import FakeClock
+from tests.smtp_server import SMTPServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+Make = Callable[..., FlaskAlerting]
+
+
+class Series:
+    """A probe returning preset values, then repeating the last one."""
+
+    def __init__(self, *values: float) -> None:
+        self.values = list(values)
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if len(self.values) > 1:
+            return self.values.pop(0)
+        return self.values[0]
+
+
+class Primed:
+    """A probe with a measurement window, like CPU percent."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.primes = 0
+        self.reads = 0
+
+    def prime(self) -> None:
+        self.primes += 1
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.value
+
+
+@pytest.fixture
+def samplers() -> Iterator[Callable[..., Sampler]]:
+    made: list[Sampler] = []
+
+    def make(rules: list[Rule], **kwargs: Any) -> Sampler:
+        kwargs.setdefault("name", "testapp")
+        kwargs.setdefault("submit", lambda alert: None)
+        kwargs.setdefault("labels", {"app": "testapp", "host": "h"})
+        kwargs.setdefault("interval", 5.0)
+        kwargs.setdefault("lock_path", None)
+        sampler = Sampler(rules=rules, **kwargs)
+        made.append(sampler)
+        return sampler
+
+    yield make
+    for sampler in made:
+        sampler.stop()
+
+
+def rule(name: str, probe: Callable[[], float], **kwargs: Any) -> Rule:
+    kwargs.setdefault("threshold", 80.0)
+    kwargs.setdefault("for_", 0.0)
+    kwargs.setdefault("hysteresis", 5.0)
+    return Rule(name=name, probe=probe, **kwargs)
+
+
+# -- one step at a time, fake clock -----------------------------------------------------------
+
+
+def test_samples_submit_firing_and_resolved(
+    samplers: Callable[..., Sampler], clock: FakeClock
+) -> None:
+    sent: list[Alert] = []
+    probe = Series(50.0, 90.0, 95.0, 96.0, 78.0, 70.0)
+    sampler = samplers([rule("load", probe, for_=10.0)], submit=sent.append, clock=clock)
+    for _ in range(6):
+        assert sampler.tick()
+        clock.advance(5.0)
+    assert [(a.status, a.value) for a in sent] == [("firing", 96.0), ("resolved", 70.0)]
+    assert all(a.kind == "metric" and a.labels["metric"] == "load" for a in sent)
+    assert sent[0].labels["host"] == "h" and sent[0].labels["app"] == "testapp"
+    assert probe.calls == 6
+
+
+def test_primed_probe_is_read_one_interval_after_priming(
+    samplers: Callable[..., Sampler], clock: FakeClock
+) -> None:
+    probe = Primed(99.0)
+    sent: list[Alert] = []
+    sampler = samplers([rule("cpu", probe)], submit=sent.append, clock=clock)
+    sampler.tick()
+    assert (probe.primes, probe.reads, sent) == (1, 0, [])
+    clock.advance(5.0)
+    sampler.tick()
+    assert (probe.primes, probe.reads, len(sent)) == (1, 1, 1)
+
+
+def test_raising_probe_is_logged_and_others_go_on(
+    samplers: Callable[..., Sampler], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> float:
+        raise OSError("sensor unplugged")
+
+    sent: list[Alert] = []
+    sampler = samplers(
+        [rule("broken", broken), rule("fine", Series(90.0))], submit=sent.append, clock=clock
+    )
+    with caplog.at_level(logging.ERROR, logger="flask_alerting"):
+        for _ in range(3):
+            sampler.tick()
+            clock.advance(5.0)
+    errors = [r for r in caplog.records if "probe of metric rule 'broken'" in r.getMessage()]
+    assert len(errors) == 1  # not once per sample
+    assert "OSError: sensor unplugged" in errors[0].getMessage()
+    assert [a.labels["metric"] for a in sent] == ["fine"]
+    status = {s.name: s for s in sampler.status()}
+    assert status["broken"].error == "OSError: sensor unplugged"
+    assert status["broken"].state == "ok"
+    caplog.clear()
+    clock.advance(ERROR_LOG_INTERVAL)
+    with caplog.at_level(logging.ERROR, logger="flask_alerting"):
+        sampler.tick()
+    assert len([r for r in caplog.records if "'broken'" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("bad", [lambda: "high", lambda: None, lambda: float("nan")])
+def test_non_numbers_are_probe_errors(
+    samplers: Callable[..., Sampler], clock: FakeClock, bad: Callable[[], Any]
+) -> None:
+    sampler = samplers([rule("odd", bad)], clock=clock)
+    sampler.tick()
+    assert sampler.status()[0].error is not None
+
+
+def test_top_processes_measured_over_the_pending_period(
+    samplers: Callable[..., Sampler], clock: FakeClock
+) -> None:
+    rows = [ProcessInfo(7, "hog", 10.0, 5 * 1048576, 0.5, 1.0)]
+    table_clock = FakeClock(0.0)
+    table = ProcessTable(lister=lambda: list(rows), clock=table_clock)
+    sent: list[Alert] = []
+    sampler = samplers(
+        [rule("cpu", Series(90.0), for_=10.0, display_name="CPU Usage")],
+        submit=sent.append,
+        clock=clock,
+        processes=table,
+        top_window=0.0,
+    )
+    sampler.tick()  # pending: the baseline is taken
+    assert table.baseline_time == 0.0
+    table_clock.advance(10.0)
+    rows[0] = ProcessInfo(7, "hog", 19.5, 5 * 1048576, 0.5, 1.0)
+    clock.advance(10.0)
+    sampler.tick()  # firing
+    (alert,) = sent
+    lines = alert.message.splitlines()
+    row = lines[lines.index("Top processes by CPU:") + 2].split()
+    assert row == ["7", "95.0", "0.5", "hog"]
+    assert "Top processes by memory:" in lines
+
+
+def test_flapping_value_does_not_list_processes_at_every_sample(
+    samplers: Callable[..., Sampler], clock: FakeClock
+) -> None:
+    listed: list[int] = []
+
+    def lister() -> list[ProcessInfo]:
+        listed.append(1)
+        return []
+
+    table = ProcessTable(lister=lister, clock=clock)
+    sampler = samplers(
+        [rule("cpu", Series(*[81.0, 79.0] * 20), for_=30.0)], clock=clock, processes=table
+    )
+    for _ in range(40):  # 200 s of ok -> pending -> ok -> ...
+        sampler.tick()
+        clock.advance(5.0)
+    # one baseline per for_ + 3 intervals (45 s) at most, not one per pending spell (20)
+    assert 1 <= len(listed) <= 200 // 45 + 1
+
+
+def test_firing_on_first_sample_measures_top_over_a_short_window(
+    samplers: Callable[..., Sampler], clock: FakeClock
+) -> None:
+    baselines: list[float] = []
+    cpu = [0.0]
+
+    def lister() -> list[ProcessInfo]:
+        cpu[0] += 0.01
+        return [ProcessInfo(1, "x", cpu[0], 1, 0.0, 1.0)]
+
+    table = ProcessTable(lister=lister)
+    original = table.baseline
+
+    def baseline() -> None:
+        baselines.append(time.monotonic())
+        original()
+
+    table.baseline = baseline  # type: ignore[method-assign]
+    sent: list[Alert] = []
+    sampler = samplers(
+        [rule("cpu", Series(90.0))],
+        submit=sent.append,
+        clock=clock,
+        processes=table,
+        top_window=0.01,
+    )
+    sampler.tick()
+    assert len(baselines) == 1 and len(sent) == 1
+    assert "Top processes by CPU:" in sent[0].message
+
+
+# -- election through the lock file -----------------------------------------------------------
+
+
+def test_one_process_samples_the_other_stands_by_and_takes_over(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    """Two samplers on one lock file (separate open files: like two processes)."""
+    lock = str(tmp_path / "metrics.lock")
+    sent_a: list[Alert] = []
+    sent_b: list[Alert] = []
+    probe_a, probe_b = Series(90.0), Series(90.0)
+    a = samplers([rule("cpu", probe_a)], submit=sent_a.append, lock_path=lock, clock=clock)
+    b = samplers([rule("cpu", probe_b)], submit=sent_b.append, lock_path=lock, clock=clock)
+    assert a.tick() and a.leader
+    assert not b.tick() and not b.leader
+    clock.advance(5.0)
+    assert a.tick() and not b.tick()
+    assert probe_b.calls == 0
+    assert [x.status for x in sent_a] == ["firing"]
+
+    # the stand-by sees the leader's states through the lock file
+    (seen,) = b.status()
+    assert (seen.state, seen.value) == ("firing", 90.0)
+
+    a.stop()  # a worker exits (or dies: the kernel drops its lock the same way)
+    clock.advance(5.0)
+    assert b.tick() and b.leader
+    # the breach continues under the new leader: no second "firing"
+    assert sent_b == []
+    probe_b.values = [10.0]
+    clock.advance(5.0)
+    b.tick()
+    assert [x.status for x in sent_b] == ["resolved"]
+
+
+def test_stale_state_is_not_continued(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = str(tmp_path / "metrics.lock")
+    a = samplers([rule("cpu", Series(90.0))], lock_path=lock, clock=clock)
+    a.tick()
+    a.stop()
+    clock.advance(3600.0)  # nobody sampled for an hour
+    sent: list[Alert] = []
+    b = samplers([rule("cpu", Series(90.0))], submit=sent.append, lock_path=lock, clock=clock)
+    b.tick()
+    assert [x.status for x in sent] == ["firing"]
+
+
+def test_lock_file_holds_readable_state(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = tmp_path / "metrics.lock"
+    a = samplers([rule("cpu", Series(42.0))], lock_path=str(lock), clock=clock)
+    a.tick()
+    data = json.loads(lock.read_text())
+    assert data["pid"] == os.getpid()
+    assert data["rules"]["cpu"]["value"] == 42.0 and data["rules"]["cpu"]["state"] == "ok"
+
+
+def test_unopenable_lock_file_samples_anyway_with_a_warning(
+    samplers: Callable[..., Sampler],
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lock = str(tmp_path / "no-such-dir" / "metrics.lock")
+    sampler = samplers([rule("cpu", Series(1.0))], lock_path=lock, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="flask_alerting"):
+        assert sampler.tick()
+    assert "cannot open the metrics lock file" in caplog.text
+
+
+def test_default_lock_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    path = default_lock_path("my app/1")
+    assert os.path.dirname(path) == str(tmp_path)
+    assert "my_app_1" in os.path.basename(path) and path.endswith(".lock")
+    assert default_lock_path("my app/1") == path  # keyed by app name, stable
+    assert default_lock_path("other") != path
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
+    import tempfile
+
+    assert os.path.dirname(default_lock_path("x")) == tempfile.gettempdir()
+
+
+# -- Werkzeug reloader ------------------------------------------------------------------------
+
+
+def test_reloader_parent_retires_and_releases_the_lock(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = str(tmp_path / "metrics.lock")
+    parent_flag = [False]
+    probe = Series(90.0)
+    parent = samplers(
+        [rule("cpu", probe)], lock_path=lock, clock=clock, reloader_parent=lambda: parent_flag[0]
+    )
+    child = samplers([rule("cpu", Series(90.0))], lock_path=lock, clock=clock)
+    # slow start: the parent took the lock before it entered the reloader loop ...
+    assert parent.tick()
+    assert not child.tick()
+    # ... it sees it at its next tick, and hands over
+    parent_flag[0] = True
+    assert not parent.tick() and parent.retired
+    assert probe.calls == 1
+    assert child.tick() and child.leader
+
+
+def test_not_a_reloader_parent_here() -> None:
+    assert not in_reloader_parent()
+
+
+# -- the thread -------------------------------------------------------------------------------
+
+
+def test_thread_samples_and_stop_is_instant(samplers: Callable[..., Sampler]) -> None:
+    called = threading.Event()
+
+    def probe() -> float:
+        called.set()
+        return 1.0
+
+    sampler = samplers([rule("p", probe)], interval=0.01)
+    sampler.start()
+    assert called.wait(10)
+    thread = sampler._thread
+    assert thread is not None and thread.daemon
+    assert thread.name == "flask-alerting-testapp-metrics"
+    sampler.start()  # idempotent
+    assert sampler._thread is thread
+
+    slow = samplers([rule("q", probe)], interval=3600.0)
+    slow.start()
+    assert slow.running
+    # An hour-long interval: only an event wait lets stop() return before the join times out.
+    slow.stop(timeout=5.0)
+    assert not slow.running
+    slow.start()  # a stopped sampler stays stopped
+    assert not slow.running
+
+
+def test_thread_survives_a_raising_probe(samplers: Callable[..., Sampler]) -> None:
+    calls = []
+    again = threading.Event()
+
+    def flaky() -> float:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first call fails")
+        again.set()
+        return 1.0
+
+    sampler = samplers([rule("flaky", flaky)], interval=0.01)
+    sampler.start()
+    assert again.wait(10)
+    assert sampler.running
+
+
+def test_thread_primes_at_start_so_the_first_sample_is_real(
+    samplers: Callable[..., Sampler],
+) -> None:
+    read = threading.Event()
+
+    class Probe(Primed):
+        def __call__(self) -> float:
+            value = super().__call__()
+            read.set()
+            return value
+
+    probe = Probe(1.0)
+    sampler = samplers([rule("cpu", probe)], interval=0.01)
+    sampler.start()
+    assert read.wait(10)
+    # primed once at thread start; the first sample already reads it
+    assert probe.primes == 1
+
+
+EXIT_SCRIPT = """
+import atexit, sys, threading
+
+state = {}
+
+def last_hook():  # registered first, so it runs after flask-alerting's own hooks
+    sampler = state["sampler"]
+    print("sampler stopped:", not sampler.running and sampler.closed)
+    print("pipeline closed:", state["pipeline"].closed)
+    print("sampler stopped before the pipeline shut down:", state["order"])
+    print("threads left:", sorted(t.name for t in threading.enumerate()
+                                  if t.name.startswith("flask-alerting")))
+
+atexit.register(last_hook)
+
+from flask import Flask
+from flask_alerting import FlaskAlerting, MemoryNotifier
+
+app = Flask("exiting")
+app.config.update(ALERTING_METRICS_INTERVAL=3600, ALERTING_METRICS_LOCK_FILE=sys.argv[1])
+FlaskAlerting(app, notifiers=[MemoryNotifier()])
+state["sampler"] = app.extensions["alerting"].sampler
+state["pipeline"] = pipeline = app.extensions["alerting"].pipeline
+shutdown = pipeline.shutdown
+
+def watched_shutdown(*args, **kwargs):
+    state["order"] = state["sampler"].closed
+    return shutdown(*args, **kwargs)
+
+pipeline.shutdown = watched_shutdown
+print("running:", state["sampler"].running)
+"""
+
+
+def test_thread_ends_at_exit_before_the_pipeline_closes(tmp_path: Path) -> None:
+    """The interpreter exits at once (hour-long interval), the exit hooks stop the sampler
+    first, then the delivery pipeline."""
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "metrics.lock")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "running: True",
+        "sampler stopped: True",
+        "pipeline closed: True",
+        "sampler stopped before the pipeline shut down: True",
+        "threads left: []",
+    ], done.stderr
+    assert done.stderr == ""
+
+
+# -- fork -------------------------------------------------------------------------------------
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        select.select([], [], [], 0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_gets_a_working_sampler_even_mid_sample(
+    samplers: Callable[..., Sampler], tmp_path: Path
+) -> None:
+    """Fork while the parent's thread is inside a probe, holding the host lock."""
+    parent_pid = os.getpid()
+    inside = threading.Event()
+    release = threading.Event()
+    child_sampled = threading.Event()
+
+    def probe() -> float:
+        if os.getpid() != parent_pid:
+            child_sampled.set()
+            return 1.0
+        inside.set()
+        release.wait(10)
+        return 1.0
+
+    sampler = samplers([rule("p", probe)], interval=0.02, lock_path=str(tmp_path / "metrics.lock"))
+    sampler.start()
+    assert inside.wait(10)
+    parent_thread = sampler._thread
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads: that is the point.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            report = {
+                "new_thread": sampler._thread is not None
+                and sampler._thread is not parent_thread
+                and sampler.running,
+                "leader_at_fork": sampler.leader,
+                "sampled": child_sampled.wait(20),
+                "leader_after": sampler.leader,
+            }
+            os.write(write_end, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        release.set()
+        # The parent's worker goes away (stops): the child must take over the host lock.
+        sampler.stop()
+        exit_code = _wait_child(pid, 30)
+        assert exit_code == 0, "the child hung or failed"
+        report = json.loads(os.read(read_end, 4096))
+    finally:
+        os.close(read_end)
+    assert report == {
+        "new_thread": True,  # its own thread, not the parent's dead one
+        "leader_at_fork": False,  # never believes it holds the parent's lock
+        "sampled": True,  # and it samples once the parent let go: no deadlock
+        "leader_after": True,
+    }
+
+
+# -- the extension ----------------------------------------------------------------------------
+
+
+def metrics_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "ALERTING_METRICS_LOCK_FILE": str(tmp_path / "metrics.lock"),
+        "ALERTING_METRICS_FOR": 0,
+        **extra,
+    }
+
+
+def test_metrics_default_off_under_testing_on_otherwise(
+    make_alerting: Make, tmp_path: Path
+) -> None:
+    testing = Flask("t1")
+    testing.testing = True
+    testing.config.update(metrics_config(tmp_path))
+    make_alerting(testing, notifiers=[MemoryNotifier()])
+    assert not testing.extensions["alerting"].sampler.running
+
+    production = Flask("t2")
+    production.config.update(metrics_config(tmp_path, ALERTING_METRICS_INTERVAL=3600))
+    alerting = make_alerting(production, notifiers=[MemoryNotifier()])
+    sampler = production.extensions["alerting"].sampler
+    assert sampler.running
+    assert sampler._thread.name == "flask-alerting-t2-metrics"
+    alerting.shutdown()
+    assert not sampler.running
+
+
+def test_builtin_rules_from_config(make_alerting: Make, app: Flask, tmp_path: Path) -> None:
+    app.config.update(metrics_config(tmp_path))
+    alerting = make_alerting(app, notifiers=[MemoryNotifier()])
+    assert [s.name for s in alerting.rule_states()] == ["cpu", "memory"]
+
+    other = Flask("all-rules")
+    other.config.update(
+        ALERTING_METRICS_ENABLED=False,
+        ALERTING_CPU_THRESHOLD=None,
+        ALERTING_DISK_PATH=str(tmp_path),
+        ALERTING_DISK_THRESHOLD=90,
+        ALERTING_SWAP_THRESHOLD=50,
+        ALERTING_RSS_THRESHOLD=1024,
+        ALERTING_LOAD_THRESHOLD=1.5,
+        ALERTING_METRICS_HYSTERESIS=10,
+        ALERTING_METRICS_LOCK_FILE=str(tmp_path / "other.lock"),
+    )
+    alerting = make_alerting(other, notifiers=[MemoryNotifier()])
+    states = {s.name: s for s in alerting.rule_states(other)}
+    assert list(states) == ["memory", "disk", "swap", "rss", "load"]
+    assert states["disk"].display_name == f"Disk Usage of {tmp_path}"
+    assert states["swap"].resolve_below == 40.0  # points for percentages
+    assert states["rss"].resolve_below == pytest.approx(1024 * 0.9)  # percent of threshold
+    assert states["load"].resolve_below == pytest.approx(1.35)
+    results = {r.name: r for r in alerting.check(other, window=0.05)}
+    assert set(results) == set(states)
+    assert all(r.error is None and r.value is not None for r in results.values())
+    assert (results["rss"].value or 0.0) > 1.0  # MiB of this very process
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ALERTING_DISK_PATH", "/no/such/path"),
+        ("ALERTING_DISK_THRESHOLD", 101),
+        ("ALERTING_SWAP_THRESHOLD", -1),
+        ("ALERTING_RSS_THRESHOLD", 0),
+        ("ALERTING_LOAD_THRESHOLD", "many"),
+        ("ALERTING_CPU_THRESHOLD", 120),
+        ("ALERTING_METRICS_LOCK_FILE", 12),
+        ("ALERTING_METRICS_INTERVAL", 0),
+    ],
+)
+def test_bad_metrics_config(app: Flask, make_alerting: Make, key: str, value: Any) -> None:
+    app.config[key] = value
+    with pytest.raises(ConfigurationError, match=key):
+        make_alerting(app)
+
+
+def test_add_rule_before_and_after_init_app(
+    make_alerting: Make, app: Flask, memory: MemoryNotifier, clock: FakeClock, tmp_path: Path
+) -> None:
+    app.config.update(metrics_config(tmp_path))
+    alerting = make_alerting(notifiers=[memory], clock=clock, metrics_for=0)
+    depth = Series(150.0, 150.0, 20.0)
+    alerting.add_rule("queue-depth", depth, threshold=100.0, hysteresis=10.0, severity="error")
+    alerting.init_app(app)
+    alerting.add_rule("late", lambda: 1.0, threshold=5.0, display_name="Late Rule")
+    with pytest.raises(ValueError, match="already exists"):
+        alerting.add_rule("queue-depth", lambda: 1.0)
+    with pytest.raises(ValueError, match="already exists"):
+        alerting.add_rule("cpu", lambda: 1.0)  # a built-in one
+    with pytest.raises(ValueError):
+        alerting.add_rule("bad", lambda: 1.0, for_=-1)
+    sampler = app.extensions["alerting"].sampler
+    assert [r.name for r in sampler.rules] == ["cpu", "memory", "queue-depth", "late"]
+    for _ in range(3):
+        sampler.tick()
+        clock.advance(5.0)
+    assert alerting.flush(timeout=10.0)
+    depth_alerts = [a for a in memory.alerts if a.labels.get("metric") == "queue-depth"]
+    assert [(a.status, a.value, a.severity) for a in depth_alerts] == [
+        ("firing", 150.0, "error"),
+        ("resolved", 20.0, "error"),
+    ]
+    assert depth_alerts[0].title == (
+        "queue-depth has exceeded the threshold: Current Value: 150.0, Threshold: 100.0"
+    )
+    states = {s.name: s for s in alerting.rule_states()}
+    assert states["queue-depth"].state == "ok" and states["queue-depth"].value == 20.0
+    assert states["late"].display_name == "Late Rule"
+
+
+def test_check_samples_once_and_reports(make_alerting: Make, app: Flask, tmp_path: Path) -> None:
+    app.config.update(metrics_config(tmp_path))
+    alerting = make_alerting(app, notifiers=[MemoryNotifier()])
+
+    def broken() -> float:
+        raise RuntimeError("no backend")
+
+    alerting.add_rule("high", lambda: 7.0, threshold=5.0)
+    alerting.add_rule("low", lambda: 3.0, threshold=5.0)
+    alerting.add_rule("broken", broken, threshold=5.0)
+    results = {r.name: r for r in alerting.check(window=0.05)}
+    name, value, threshold, breached, error = results["high"]
+    assert (name, value, threshold, breached, error) == ("high", 7.0, 5.0, True, None)
+    assert results["low"].breached is False
+    assert results["broken"].value is None and results["broken"].error == (
+        "RuntimeError: no backend"
+    )
+    assert 0.0 <= results["cpu"].value <= 100.0  # type: ignore[operator]
+    # check() changes no state
+    assert {s.state for s in alerting.rule_states()} == {"ok"}
+    assert all(s.value is None for s in alerting.rule_states())
+
+
+def test_metric_alert_email_through_the_thread(
+    make_alerting: Make, smtp_config: dict[str, Any], smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    """The whole way: sampler thread -> rule -> pipeline -> real SMTP server."""
+    app = Flask("mailer")
+    app.config.update(
+        smtp_config,
+        **metrics_config(
+            tmp_path,
+            ALERTING_CPU_THRESHOLD=None,
+            ALERTING_MEMORY_THRESHOLD=None,
+            ALERTING_METRICS_INTERVAL=0.05,
+        ),
+    )
+    alerting = make_alerting(app)
+    alerting.add_rule("temperature", lambda: 93.1, threshold=80.0, display_name="Temperature")
+    (message,) = smtp_server.wait_for(1)
+    assert message["Subject"] == (
+        "[mailer] Temperature has exceeded the threshold: Current Value: 93.1, Threshold: 80.0"
+    )
+    body = message.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert body.startswith(
+        "The Temperature has exceeded the threshold:\n\nCurrent Value: 93.1\nThreshold: 80.0"
+    )
+    assert "Host: " in body and "Top processes by CPU:" in body
+
+
+# -- a real Werkzeug reloader -----------------------------------------------------------------
+
+
+def _read_log(path: Path) -> list[tuple[int, str]]:
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        pid, _, message = line.partition(" ")
+        if pid.isdigit():
+            lines.append((int(pid), message))
+    return lines
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            text = log.read_text() if log.exists() else "(no log)"
+            raise AssertionError(f"timed out waiting for {what}; log:\n{text}")
+        event.wait(0.05)
+
+
+def test_only_the_reloader_child_samples(tmp_path: Path) -> None:
+    log = tmp_path / "alerting.log"
+    port = free_port()
+    env = {
+        **os.environ,
+        "FA_LOG": str(log),
+        "FA_LOCK": str(tmp_path / "metrics.lock"),
+        "FA_INTERVAL": "1.0",
+        "FA_PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("WERKZEUG_RUN_MAIN", None)
+    env.pop("WERKZEUG_SERVER_FD", None)
+    output = open(tmp_path / "server.out", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.metrics_app"],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+
+        def child_sampled_twice() -> bool:
+            lines = _read_log(log)
+            return sum(1 for p, m in lines if p != proc.pid and "sampled" in m) >= 2
+
+        _wait_until(child_sampled_twice, 30, "the child to sample", log)
+        _wait_until(
+            lambda: any(p == proc.pid and "reloader's parent" in m for p, m in _read_log(log)),
+            30,
+            "the parent to retire",
+            log,
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            serving_pid = int(response.read())
+        lines = _read_log(log)
+        samplers = {p for p, m in lines if "sampled" in m}
+        assert samplers == {serving_pid}
+        assert serving_pid != proc.pid
+        # the parent never took the lock (its retirement line says "samples" too)
+        assert not [m for p, m in lines if p == proc.pid and " every " in m]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        output.close()
