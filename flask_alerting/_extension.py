@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import logging.handlers
+import os
 import socket
 import time
 import weakref
@@ -15,9 +16,15 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 from flask.signals import got_request_exception
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from ._worker import guard
-from .alert import Alert, Severity
-from .capture import current_exception, error_alert_builder, mark_captured, snapshot_request
+from ._worker import Pipeline, guard
+from .alert import Alert, PendingAlert, Severity, utcnow
+from .capture import (
+    current_exception,
+    error_alert_builder,
+    error_fingerprint,
+    mark_captured,
+    snapshot_request,
+)
 from .config import Config, ConfigurationError, check_options, load_config
 from .dispatch import Clock
 from .metrics.rules import RuleSpec, RuleStatus
@@ -49,13 +56,26 @@ class _State:
     config: Config
     notifiers: tuple[Notifier, ...]
     labels: dict[str, str]
-    pipeline: Any  # _worker.Pipeline
+    pipeline: Pipeline
     alert_log: logging.Logger
     log_handler: logging.Handler | None = None
     sampler: Any = None  # metrics.sampler.Sampler
 
     def submit(self, item: Alert | Callable[[], Alert | None]) -> None:
         self.pipeline.submit(item)
+
+    def counts_only(self, fingerprint: str) -> bool:
+        """Whether an already-logged occurrence of ``fingerprint`` would only be counted
+        into a digest, so its source may skip capturing details.
+
+        Read on the source's thread without a lock: a membership test on the throttle's
+        dict is atomic, and a window that closes meanwhile is handled by the dispatcher
+        (see :meth:`~flask_alerting.dispatch.Dispatcher.dispatch_pending`).
+        """
+        if "submit" in self.__dict__:  # testing.record_alerts records every occurrence
+            return False
+        dispatcher = self.pipeline.dispatcher
+        return dispatcher.throttle.suppresses(fingerprint) and dispatcher.counts_only()
 
 
 def _build_smtp(config: Config, ssl_context: Any = None) -> SMTPNotifier:
@@ -160,6 +180,19 @@ class FlaskAlerting:
         def write_log(alert: Alert) -> None:
             alert_log.log(LEVELS[alert.severity], "%s", log_line(alert))
 
+        # Alerts their source already logged (an unhandled request error that Flask's
+        # log_exception records, a record turned into an alert by AlertingHandler) go to
+        # ALERTING_LOG_FILE only: repeating them on propagating loggers would put every
+        # traceback twice in the application's own log.
+        write_logged: Callable[[Alert], None] | None = None
+        if handler is not None:
+            file_log = logging.Logger(alert_log.name, logging.DEBUG)
+            file_log.propagate = False
+            file_log.addHandler(handler)
+
+            def write_logged(alert: Alert) -> None:
+                file_log.log(LEVELS[alert.severity], "%s", log_line(alert))
+
         pipeline = Pipeline(
             sender=app,
             name=app.name,
@@ -168,6 +201,7 @@ class FlaskAlerting:
             throttle_seconds=config.throttle_seconds,
             retry=retry,
             log=write_log,
+            log_logged=write_logged,
             clock=self._clock,
             shutdown_timeout=config.shutdown_timeout,
         )
@@ -182,13 +216,16 @@ class FlaskAlerting:
             log_handler=handler,
         )
         state.sampler = build_sampler(
-            config, app_name=app.name, specs=self._rule_specs, submit=state.submit,
+            config, app_name=app.name, specs=self._rule_specs,
+            # Looked up per alert, not bound now: record_alerts() replaces state.submit.
+            submit=lambda alert: state.submit(alert),
             labels=labels, clock=self._clock,
         )
         app.extensions[EXTENSION_KEY] = state
         self._apps.add(app)
         if config.enabled and config.metrics_enabled:
             state.sampler.start()
+            _retire_sampler_in_reloader_parent(app, state.sampler)
         # `flask alerting ...` also comes through the flask.commands entry point; adding it
         # to app.cli makes it available to app.test_cli_runner() and custom CLI groups.
         from .cli import alerting_cli
@@ -307,15 +344,24 @@ class FlaskAlerting:
         *,
         log: Mapping[str, Any] | None = None,
         severity: Severity = "error",
+        logged: bool = False,
     ) -> None:
         """Alert about ``exc`` once. On the caller's thread: copies only (see
         :func:`~flask_alerting.capture.error_alert_builder`); never raises."""
         if not mark_captured(exc):
             return
         with guard("capturing an exception"):
+            logged = logged or log is not None
+            in_request = has_request_context()
+            endpoint = request.endpoint if in_request else None
+            fingerprint = error_fingerprint(exc, endpoint)
+            if logged and state.counts_only(fingerprint):
+                # A storm: this occurrence only adds to a digest's count.
+                state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True))
+                return
             labels = dict(state.labels)
             snapshot: dict[str, Any] | None = None
-            if has_request_context():
+            if in_request:
                 current = request._get_current_object()  # type: ignore[attr-defined]
                 snapshot = snapshot_request(current)
                 if snapshot.get("endpoint"):
@@ -329,6 +375,8 @@ class FlaskAlerting:
                     log=log,
                     severity=severity,
                     scrub_fields=state.config.scrub_fields,
+                    logged=logged,
+                    fingerprint=fingerprint,
                 )
             )
 
@@ -400,7 +448,11 @@ class FlaskAlerting:
         def on_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
             if isinstance(exception, HTTPException) and (exception.code or 500) < 500:
                 return
-            extension._capture(state, exception, {})
+            # Flask logs it right after this signal, unless it propagates the exception.
+            propagate = app.config["PROPAGATE_EXCEPTIONS"]
+            if propagate is None:
+                propagate = app.testing or app.debug
+            extension._capture(state, exception, {}, logged=not propagate)
 
         # Weak by default in blinker: keep a strong reference on the state.
         got_request_exception.connect(on_exception, app, weak=False)
@@ -551,6 +603,30 @@ class FlaskAlerting:
         return stats
 
 
+def _retire_sampler_in_reloader_parent(app: Flask, sampler: Any) -> None:
+    """Wrap ``app.run`` so that a process about to become the Werkzeug reloader's parent
+    retires its sampler at once, before the server starts (the serving child samples).
+
+    The sampler also recognises that parent by itself (its main thread's stack), but only
+    once ``run_simple`` got there; this closes the gap before.
+    """
+    original = app.run
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        debug = kwargs.get("debug", args[2] if len(args) > 2 else None)
+        use_reloader = kwargs.get("use_reloader", app.debug if debug is None else bool(debug))
+        if (
+            use_reloader
+            and os.environ.get("WERKZEUG_RUN_MAIN") != "true"
+            and os.environ.get("FLASK_RUN_FROM_CLI") != "true"
+        ):
+            with guard("retiring the metrics sampler"):
+                sampler.retire_for_reloader()
+        original(*args, **kwargs)
+
+    app.run = run  # type: ignore[method-assign]
+
+
 def _make_alert_log(app_name: str) -> logging.Logger:
     """A logger of this app's alerts, outside the logging manager (one per state).
 
@@ -564,6 +640,8 @@ def _make_alert_log(app_name: str) -> logging.Logger:
 def _wants_json() -> bool:
     if request.is_json:
         return True
+    if "json" not in request.headers.get("Accept", ""):
+        return False  # parsing the Accept header is the costly part; most never name JSON
     # On a tie (*/*, or no Accept header) the first entry, HTML, wins.
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
-from .alert import Alert
+from .alert import Alert, PendingAlert
 from .dispatch import Clock, Dispatcher, Throttle
 from .notifiers.base import Notifier
 from .signals import alert_dropped, alert_failed, alert_sent
@@ -292,6 +292,13 @@ class NotifierWorker:
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
+#: Seconds the dispatch thread lets alerts gather after waking up (see Pipeline._run).
+#: Measured on a 2-core VM: every wake-up of a second Python thread costs the request
+#: thread far more than the work it does (a GIL hand-over and two OS wake-ups), so
+#: batching by 100 ms is what keeps an error storm from slowing the application
+#: (benchmarks/bench_errors.py). flush() and shutdown() cut the wait short.
+BATCH_DELAY = 0.1
+
 
 class Pipeline:
     """Inbound queue -> dispatch thread (build, signal, log, throttle) -> notifier workers.
@@ -303,6 +310,8 @@ class Pipeline:
     :param throttle_seconds: throttle window; 0 disables throttling.
     :param retry: backoff policy for transient failures.
     :param log: called on the dispatch thread with every raised alert.
+    :param log_logged: called instead of ``log`` for alerts their source already logged
+        (see :class:`~flask_alerting.alert.PendingAlert`); None: nothing to write.
     :param clock: monotonic seconds.
     :param shutdown_timeout: what the exit hook spends flushing.
     """
@@ -317,6 +326,7 @@ class Pipeline:
         throttle_seconds: float,
         retry: RetryPolicy,
         log: Callable[[Alert], None],
+        log_logged: Callable[[Alert], None] | None = None,
         clock: Clock = time.monotonic,
         shutdown_timeout: float = 5.0,
     ) -> None:
@@ -327,6 +337,7 @@ class Pipeline:
         self.throttle_seconds = throttle_seconds
         self.retry = retry
         self.log = log
+        self.log_logged = log_logged
         self.clock = clock
         self.shutdown_timeout = shutdown_timeout
         self.closed = False
@@ -337,6 +348,7 @@ class Pipeline:
         """Fresh queues, locks and threads: at creation and in a forked child."""
         self._lock = threading.Lock()
         self._inbound: queue.SimpleQueue[Item | _Marker] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._running = False
         self._thread: threading.Thread | None = None
         self.drops = _DropCounter("inbound queue", self.clock)
@@ -356,6 +368,7 @@ class Pipeline:
             throttle=Throttle(self.throttle_seconds, self.clock),
             deliver=self._deliver,
             log=self.log,
+            log_logged=self.log_logged,
         )
 
     # -- hot path -----------------------------------------------------------------------
@@ -409,22 +422,44 @@ class Pipeline:
                 item = inbound.get(timeout=timeout)
             except queue.Empty:
                 continue
-            if isinstance(item, _Marker):
-                if item is _STOP:
+            if not isinstance(item, _Marker):
+                # Let a burst gather, then take it in one go: one wake-up of this thread
+                # (and one hand-over of the GIL) per batch instead of one per alert, which
+                # is what a request thread raising alerts in a storm would pay for.
+                # flush() and shutdown() cut the wait short.
+                self._wake.wait(BATCH_DELAY)
+                self._wake.clear()
+            while True:
+                if not self._handle(item):
                     return
-                # Digests whose window ended are due now: hand them over before the
-                # marker is done, so that flush() waits for them too.
-                with guard("emitting digests"):
-                    if item.action == "drain":
-                        dispatcher.drain()
-                    else:
-                        dispatcher.tick()
-                item.done.set()
-                continue
-            with guard("building an alert"):
+                try:
+                    item = inbound.get_nowait()
+                except queue.Empty:
+                    break
+
+    def _handle(self, item: Item | _Marker) -> bool:
+        """Process one inbound item; False for the stop marker."""
+        dispatcher = self.dispatcher
+        if isinstance(item, _Marker):
+            if item is _STOP:
+                return False
+            # Digests whose window ended are due now: hand them over before the marker is
+            # done, so that flush() waits for them too.
+            with guard("emitting digests"):
+                if item.action == "drain":
+                    dispatcher.drain()
+                else:
+                    dispatcher.tick()
+            item.done.set()
+            return True
+        with guard("building an alert"):
+            if isinstance(item, PendingAlert):
+                dispatcher.dispatch_pending(item)
+            else:
                 alert = item if isinstance(item, Alert) else item()
                 if alert is not None:
                     dispatcher.dispatch(alert)
+        return True
 
     # -- control ------------------------------------------------------------------------
 
@@ -433,6 +468,7 @@ class Pipeline:
             return True
         marker = _Marker(action)
         self._inbound.put(marker)
+        self._wake.set()
         return marker.done.wait(timeout)
 
     def flush(self, timeout: float = 5.0, *, drain: bool = False) -> bool:
@@ -475,6 +511,7 @@ class Pipeline:
             running, self._running = self._running, False
         if running:
             self._inbound.put(_STOP)
+            self._wake.set()
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(remaining())
         lost: list[tuple[Notifier, Alert]] = []

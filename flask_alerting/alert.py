@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Literal
@@ -139,3 +139,31 @@ class Alert:
     def is_digest(self) -> bool:
         """True when this alert summarises several suppressed events."""
         return "digest" in self.details
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingAlert:
+    """An alert whose building is deferred to the dispatch thread.
+
+    Carries what the dispatcher needs to decide without building: during an alert storm
+    most occurrences are only counted into a digest, and never pay for formatting.
+
+    :param build: builds the alert (on the dispatch thread); None for an occurrence that
+        its source saw the throttle would only count (see
+        :meth:`~flask_alerting.dispatch.Throttle.suppresses`): never built.
+    :param fingerprint: the fingerprint the built alert will have.
+    :param timestamp: when it was raised.
+    :param value: the alert's value (durations of slow calls), for digest statistics.
+    :param logged: already logged by its source (Flask's own ``log_exception``, or the
+        log record an :class:`~flask_alerting.AlertingHandler` turned into an alert), so
+        the alert log does not repeat it on propagating loggers.
+    """
+
+    build: Callable[[], Alert] | None
+    fingerprint: str
+    timestamp: datetime
+    value: float | None = None
+    logged: bool = False
+
+    def __call__(self) -> Alert | None:
+        return self.build() if self.build is not None else None

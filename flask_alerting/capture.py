@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from werkzeug.wrappers import Request as WerkzeugRequest
 
-from .alert import Alert, Severity, make_fingerprint, utcnow
+from .alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
 from .scrub import (
     JSON_BUDGET,
     Scrubber,
@@ -96,6 +96,7 @@ def exception_name(exc: BaseException) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def _is_library_file(filename: str) -> bool:
     if filename.startswith("<"):
         return True
@@ -109,14 +110,17 @@ def _is_library_file(filename: str) -> bool:
 
 
 def _location(frames: Iterable[tuple[CodeType, int]]) -> str:
-    innermost = ""
-    app_frame = ""
-    for code, lineno in frames:
-        where = f"{code.co_filename}:{code.co_name}:{lineno}"
-        innermost = where
-        if not _is_library_file(code.co_filename):
-            app_frame = where
-    return app_frame or innermost
+    innermost: tuple[CodeType, int] | None = None
+    app_frame: tuple[CodeType, int] | None = None
+    for frame in frames:
+        innermost = frame
+        if not _is_library_file(frame[0].co_filename):
+            app_frame = frame
+    chosen = app_frame or innermost
+    if chosen is None:
+        return ""
+    code, lineno = chosen
+    return f"{code.co_filename}:{code.co_name}:{lineno}"
 
 
 def _walk(tb: TracebackType | None) -> Iterator[tuple[CodeType, int]]:
@@ -135,9 +139,17 @@ def code_location(tb: TracebackType | None) -> str:
 
 
 def error_fingerprint(exc: BaseException, endpoint: str | None) -> str:
-    """Exception class + code location (+ endpoint); never the message text."""
-    location = code_location(exc.__traceback__)
-    return make_fingerprint("error", exception_name(exc), location, endpoint)
+    """Exception class + code location (+ endpoint); never the message text.
+
+    Cheap enough for the request path: a walk over the traceback's frames (library
+    checks are cached) and a cached hash.
+    """
+    return _fingerprint(exception_name(exc), code_location(exc.__traceback__), endpoint)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(name: str, location: str, endpoint: str | None) -> str:
+    return make_fingerprint("error", name, location, endpoint)
 
 
 # -- request snapshot (request path) --------------------------------------------------------
@@ -508,7 +520,9 @@ def error_alert_builder(
     log: Mapping[str, Any] | None = None,
     severity: Severity = "error",
     scrub_fields: tuple[str, ...] = (),
-) -> Callable[[], Alert]:
+    logged: bool = False,
+    fingerprint: str | None = None,
+) -> PendingAlert:
     """Capture what is needed now; return a callable that builds the alert later.
 
     The callable holds no reference to ``exc``, its traceback or its frames (see
@@ -521,6 +535,8 @@ def error_alert_builder(
     :param log: facts about the log record that reported the exception, if any.
     :param severity: ``"error"``, or ``"critical"`` for critical log records.
     :param scrub_fields: extra sensitive names (``ALERTING_SCRUB_FIELDS``).
+    :param logged: the exception was already logged (see :class:`PendingAlert`).
+    :param fingerprint: :func:`error_fingerprint` of ``exc``, when the caller has it.
     """
     timestamp = utcnow()
     name = exception_name(exc)
@@ -531,9 +547,10 @@ def error_alert_builder(
         summary: Summary = summarize_exception(exc, message)
     except Exception:
         summary = (ExceptionPart(None, None, _exception_only(exc, message)),)
-    # The location comes from the frames kept in the summary, later; exception groups
-    # (a formatted text) take it now.
-    location = code_location(exc.__traceback__) if isinstance(summary, str) else None
+    # The fingerprint is needed now: in a storm the dispatcher only counts occurrences of
+    # an open throttle window, without building them.
+    if fingerprint is None:
+        fingerprint = error_fingerprint(exc, endpoint)
     headline = " ".join(message[:1000].split())
     extra = dict(extra) if extra else None
     log = dict(log) if log else None
@@ -541,11 +558,6 @@ def error_alert_builder(
 
     def build() -> Alert:
         scrubber = get_scrubber(scrub_fields)
-        where = location
-        if where is None and not isinstance(summary, str):
-            frames = summary[-1].frames or ()
-            where = _location((code, lineno) for code, _, lineno in frames)
-        fingerprint = make_fingerprint("error", name, where, endpoint)
         tb_text = clean_text(format_summary(summary))
         title = f"{name}: {headline}" if headline else name
         if endpoint:
@@ -569,7 +581,7 @@ def error_alert_builder(
             traceback=tb_text,
         )
 
-    return build
+    return PendingAlert(build, fingerprint, timestamp, logged=logged)
 
 
 def current_exception() -> BaseException | None:

@@ -6,25 +6,30 @@ tests drive windows exactly.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .alert import Alert, utcnow
+from .alert import Alert, PendingAlert, utcnow
 from .signals import alert_raised, alert_suppressed
 
 Clock = Callable[[], float]
+logger = logging.getLogger("flask_alerting")
 
 #: Fingerprints tracked at once by default; past that, new fingerprints are sent
 #: straight away (never dropped) until old windows expire.
 MAX_FINGERPRINTS = 10_000
+#: Closed windows whose last alert is kept as a template (see Throttle.template).
+RECENT_TEMPLATES = 256
 
 
 @dataclasses.dataclass
 class _Window:
     end: float
-    last: Alert | None = None
+    last: Alert | PendingAlert | None = None
     count: int = 0
     first_seen: datetime | None = None
     last_seen: datetime | None = None
@@ -33,9 +38,12 @@ class _Window:
     high: float = float("-inf")
     low: float = float("inf")
 
-    def add(self, alert: Alert) -> None:
+    def add(self, alert: Alert | PendingAlert) -> None:
         self.count += 1
-        self.last = alert
+        if not isinstance(alert, PendingAlert) or alert.build is not None:
+            # Count-only occurrences carry nothing to show: the digest shows the last
+            # occurrence captured in full (at worst the alert that opened the window).
+            self.last = alert
         if self.first_seen is None:
             self.first_seen = alert.timestamp
         self.last_seen = alert.timestamp
@@ -47,16 +55,19 @@ class _Window:
 
     def digest(self, now: datetime) -> Alert:
         assert self.last is not None
+        # Only the last occurrence kept in full is ever built (see Dispatcher.dispatch_pending).
+        last = self.last if isinstance(self.last, Alert) else self.last()
+        assert last is not None
         info: dict[str, Any] = {"count": self.count}
         if self.values:
             info.update(mean=self.total / self.values, max=self.high, min=self.low)
-        return self.last.replace(
+        return last.replace(
             occurrences=self.count,
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             timestamp=now,
-            value=self.high if self.values else self.last.value,
-            details={**self.last.details, "digest": info},
+            value=self.high if self.values else last.value,
+            details={**last.details, "digest": info},
         )
 
 
@@ -90,6 +101,9 @@ class Throttle:
         self.clock = clock
         self.wall_clock = wall_clock
         self.max_fingerprints = max_fingerprints
+        self._recent: collections.OrderedDict[str, Alert | PendingAlert] = (
+            collections.OrderedDict()
+        )
         # Insertion order == end order: windows are (re)opened at the current time and
         # all have the same length, so the first entry is always the next one due.
         self._windows: dict[str, _Window] = {}
@@ -109,8 +123,19 @@ class Throttle:
             window.add(alert)
             return False
         if len(self._windows) < self.max_fingerprints:
-            self._windows[alert.fingerprint] = _Window(end=self.clock() + self.window)
+            # The alert that opens a window is what a digest shows when every later
+            # occurrence was only counted.
+            self._windows[alert.fingerprint] = _Window(end=self.clock() + self.window, last=alert)
         return True
+
+    def suppresses(self, fingerprint: str) -> bool:
+        """Whether an alert of ``fingerprint`` would be counted, not sent (after
+        :meth:`pop_due`)."""
+        return fingerprint in self._windows
+
+    def count(self, item: PendingAlert) -> None:
+        """Count an occurrence that :meth:`suppresses`, without building it."""
+        self._windows[item.fingerprint].add(item)
 
     def next_due(self) -> float | None:
         """Clock time at which the next window ends, or None when none is open."""
@@ -129,13 +154,40 @@ class Throttle:
             del self._windows[fingerprint]
             if window.count:
                 due.append(window.digest(self.wall_clock()))
-                self._windows[fingerprint] = _Window(end=now + self.window)
+                self._windows[fingerprint] = _Window(end=now + self.window, last=window.last)
+            else:
+                self._remember(fingerprint, window.last)
         return due
+
+    def _remember(self, fingerprint: str, last: Alert | PendingAlert | None) -> None:
+        if last is None:
+            return
+        self._recent[fingerprint] = last
+        self._recent.move_to_end(fingerprint)
+        while len(self._recent) > RECENT_TEMPLATES:
+            self._recent.popitem(last=False)
+
+    def template(self, fingerprint: str) -> Alert | None:
+        """The last alert built for ``fingerprint`` in a window that has closed, if known.
+
+        For a count-only occurrence that arrives just after its window closed (its
+        source saw the window open): it is then sent as a new alert shaped like this one,
+        never lost.
+        """
+        last = self._recent.get(fingerprint)
+        if last is None:
+            window = self._windows.get(fingerprint)
+            last = window.last if window is not None else None
+        if last is None or isinstance(last, Alert):
+            return last
+        return last()
 
     def drain(self) -> list[Alert]:
         """Digests of every open window, now (for shutdown); forgets all windows."""
         now = self.wall_clock()
         due = [w.digest(now) for w in self._windows.values() if w.count]
+        for fingerprint, window in self._windows.items():
+            self._remember(fingerprint, window.last)
         self._windows.clear()
         return due
 
@@ -151,6 +203,8 @@ class Dispatcher:
     :param throttle: per-fingerprint throttle.
     :param deliver: called with each alert that should leave now (enqueues it).
     :param log: called with every raised alert (writes the alert log).
+    :param log_logged: called instead of ``log`` for alerts their source already logged
+        (writes only the alert log file); None when there is no such file.
 
     Metric alerts bypass the throttle: their rules have their own lifecycle (firing,
     reminders, resolved). A "resolved" alert of any kind never waits behind a window.
@@ -163,26 +217,72 @@ class Dispatcher:
         throttle: Throttle,
         deliver: Callable[[Alert], None],
         log: Callable[[Alert], None],
+        log_logged: Callable[[Alert], None] | None = None,
     ) -> None:
         self.sender = sender
         self.throttle = throttle
         self.deliver = deliver
         self.log = log
+        self.log_logged = log_logged
         self.raised = 0
         self.suppressed = 0
         self.digests = 0
 
-    def dispatch(self, alert: Alert) -> None:
-        """Take one raised alert through signal, log and throttle."""
+    def dispatch(self, alert: Alert, *, logged: bool = False) -> None:
+        """Take one raised alert through signal, log and throttle.
+
+        :param logged: its source already logged it (see :class:`PendingAlert`).
+        """
         self.tick()
         self.raised += 1
         alert_raised.send(self.sender, alert=alert)
-        self.log(alert)
+        if not logged:
+            self.log(alert)
+        elif self.log_logged is not None:
+            self.log_logged(alert)
         if alert.kind == "metric" or alert.status == "resolved" or self.throttle.offer(alert):
             self.deliver(alert)
         else:
             self.suppressed += 1
             alert_suppressed.send(self.sender, alert=alert)
+
+    def dispatch_pending(self, item: PendingAlert) -> None:
+        """Like :meth:`dispatch` for an alert not built yet.
+
+        In a storm, an occurrence that the throttle only counts, that nobody listens to
+        and that needs no log line is counted without being built: suppressed duplicates
+        cost a dictionary lookup, not a formatted traceback.
+        """
+        self.tick()
+        if self.throttle.suppresses(item.fingerprint) and (
+            item.build is None or (item.logged and self.counts_only())
+        ):
+            self.raised += 1
+            self.suppressed += 1
+            self.throttle.count(item)
+            return
+        if item.build is not None:
+            self.dispatch(item.build(), logged=item.logged)
+            return
+        # A count-only occurrence whose window closed after its source looked: send it as
+        # a new alert shaped like the last one of that fingerprint.
+        template = self.throttle.template(item.fingerprint)
+        if template is None:  # pragma: no cover - needs 256 windows closing in between
+            logger.warning("flask-alerting: an occurrence of %s could not be shown", item)
+            return
+        self.dispatch(template.replace(timestamp=item.timestamp), logged=item.logged)
+
+    def counts_only(self) -> bool:
+        """Whether a suppressed, already-logged occurrence needs nothing but counting:
+        no log file to write and nobody listening to the signals.
+
+        Also read by sources on their own thread (see ``_State.counts_only``).
+        """
+        return (
+            self.log_logged is None
+            and not alert_raised.receivers
+            and not alert_suppressed.receivers
+        )
 
     def tick(self) -> float | None:
         """Deliver digests whose window ended; return when the next one is due."""

@@ -48,7 +48,8 @@ def _digest_lines(alert: Alert) -> list[str]:
         lines[0] += (
             f" between {alert.first_seen:%Y-%m-%d %H:%M:%S} and {alert.last_seen:%H:%M:%S} UTC"
         )
-    lines[0] += "; the last occurrence is shown below."
+    # In a storm most occurrences are only counted (see Dispatcher.dispatch_pending).
+    lines[0] += "; the latest occurrence captured in full is shown below."
     if digest.get("mean") is not None:
         lines.append(
             f"Values: mean {digest['mean']:.3f}, max {digest['max']:.3f}, "

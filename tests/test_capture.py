@@ -15,6 +15,7 @@ import gc
 import io
 import json
 import logging
+import re
 import threading
 import traceback
 import weakref
@@ -219,8 +220,17 @@ def test_logged_like_the_seed_in_the_log_file_and_the_flask_alerting_logger(
     def fail() -> str:
         raise ZeroDivisionError("division by zero in the model")
 
-    with caplog.at_level(logging.ERROR, logger="flask_alerting"):
+    @app.route("/handled")
+    def handled() -> str:
+        try:
+            raise KeyError("caught in the view")
+        except KeyError:
+            alerting.capture_exception()
+        return "ok"
+
+    with caplog.at_level(logging.ERROR):
         app.test_client().get("/fail")
+        app.test_client().get("/handled")
         assert alerting.flush(5.0)
     alerting.shutdown()
 
@@ -230,10 +240,18 @@ def test_logged_like_the_seed_in_the_log_file_and_the_flask_alerting_logger(
     assert first_line.endswith(":ERROR:ZeroDivisionError: division by zero in the model in fail")
     assert "Traceback (most recent call last):" in text
     assert 'raise ZeroDivisionError("division by zero in the model")' in text
-    records = [r for r in caplog.records if r.name.startswith("flask_alerting.alerts")]
-    assert len(records) == 1
-    assert records[0].levelno == logging.ERROR
-    assert "Traceback (most recent call last):" in records[0].getMessage()
+    assert ":ERROR:KeyError: 'caught in the view' in handled" in text
+
+    # On the propagating loggers every traceback appears exactly once: Flask's own
+    # log_exception record for the unhandled error (the alert log does not repeat it),
+    # the alert log's record for the exception that Flask never logged.
+    unhandled = [r for r in caplog.records if "division by zero" in r.getMessage()
+                 or (r.exc_info and "division by zero" in str(r.exc_info[1]))]
+    assert [r.name for r in unhandled] == [app.logger.name]
+    handled_records = [r for r in caplog.records if "caught in the view" in r.getMessage()]
+    assert [r.name for r in handled_records] == ["flask_alerting.alerts.testapp"]
+    assert handled_records[0].levelno == logging.ERROR
+    assert "Traceback (most recent call last):" in handled_records[0].getMessage()
 
 
 # -- the app's own handlers, HTTP errors -------------------------------------------------------
@@ -425,8 +443,9 @@ def test_the_apps_own_500_and_catch_all_handlers_are_kept(
     before.config["PROPAGATE_EXCEPTIONS"] = False
     before.register_error_handler(500, lambda e: ("own 500 page", 500))
     before.add_url_rule("/fail", "fail", divide_by_zero)
-    make_alerting(before, notifiers=[memory])
+    first = make_alerting(before, notifiers=[memory])
     assert before.test_client().get("/fail").data == b"own 500 page"
+    assert first.flush(5.0)
 
     catch_all = Flask("catch_all")
     catch_all.config["PROPAGATE_EXCEPTIONS"] = False
@@ -655,9 +674,14 @@ def test_storm_of_one_error_gives_one_email_then_a_digest_after_the_window(
     assert len(messages) == 2
     digest = messages[1]
     assert "(49x)" in str(digest["Subject"])
-    assert "card 49 declined" in str(digest["Subject"])
+    # Once the window is open, occurrences are only counted: the digest shows the latest
+    # one captured in full, consistently (subject and request details of the same one).
+    shown = re.search(r"card (\d+) declined", str(digest["Subject"]))
+    assert shown is not None and 1 <= int(shown.group(1)) <= 49
+    assert f"/pay/{shown.group(1)}" in plain_body(digest)
     assert digest["X-Alert-Fingerprint"] == first["X-Alert-Fingerprint"]
     assert "This alert occurred 49 more times" in plain_body(digest)
+    assert "the latest occurrence captured in full is shown below" in plain_body(digest)
 
 
 def test_storm_digest_is_emitted_by_shutdown(

@@ -785,3 +785,44 @@ def test_only_the_reloader_child_samples(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         output.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "env", "retires"),
+    [
+        ({"use_reloader": True}, {}, True),
+        ({"debug": True}, {}, True),
+        ({}, {}, False),
+        ({"debug": True, "use_reloader": False}, {}, False),
+        ({"use_reloader": True}, {"WERKZEUG_RUN_MAIN": "true"}, False),  # the serving child
+        ({"use_reloader": True}, {"FLASK_RUN_FROM_CLI": "true"}, False),  # app.run is a no-op
+    ],
+)
+def test_app_run_with_the_reloader_retires_the_sampler_before_serving(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kwargs: dict[str, Any],
+    env: dict[str, str],
+    retires: bool,
+) -> None:
+    for name in ("WERKZEUG_RUN_MAIN", "FLASK_RUN_FROM_CLI"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = Flask("reloader-parent")
+    app.config.update(
+        ALERTING_METRICS_ENABLED=True,
+        ALERTING_METRICS_INTERVAL=3600,
+        ALERTING_METRICS_LOCK_FILE=str(tmp_path / "m.lock"),
+    )
+    served: list[dict[str, Any]] = []
+    # Stands in for the development server that Flask.run would start.
+    app.run = lambda *a, **kw: served.append(kw)  # type: ignore[method-assign]
+    alerting = FlaskAlerting(app, notifiers=[MemoryNotifier()])
+    try:
+        sampler = app.extensions["alerting"].sampler
+        app.run(**kwargs)
+        assert served == [kwargs]
+        assert sampler.retired is retires
+    finally:
+        alerting.shutdown(2.0)

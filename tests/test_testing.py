@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -96,3 +98,29 @@ def test_captured_alerts_fixture_in_a_users_suite(pytester: pytest.Pytester) -> 
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_record_alerts_records_the_metrics_samplers_alerts(
+    app: Flask,
+    memory: MemoryNotifier,
+    make_alerting: Callable[..., FlaskAlerting],
+    tmp_path: Path,
+) -> None:
+    app.config.update(
+        ALERTING_METRICS_ENABLED=True,
+        ALERTING_METRICS_INTERVAL=0.05,
+        ALERTING_METRICS_FOR=0,
+        ALERTING_CPU_THRESHOLD=None,
+        ALERTING_MEMORY_THRESHOLD=None,
+        ALERTING_METRICS_LOCK_FILE=str(tmp_path / "metrics.lock"),
+    )
+    alerting = make_alerting(app, notifiers=[memory])
+    raised = threading.Event()
+    with record_alerts(app) as alerts:
+        with alert_raised.connected_to(lambda sender, alert: raised.set(), app):
+            # Added inside the block: sampled from the next sample on, so it fires here.
+            alerting.add_rule("queue-depth", lambda: 5.0, threshold=1)
+            assert raised.wait(10), "the sampler raised no alert"
+    assert [(a.kind, a.labels["metric"]) for a in alerts[:1]] == [("metric", "queue-depth")]
+    assert alerting.flush(5)
+    assert memory.alerts == []  # recorded, not delivered

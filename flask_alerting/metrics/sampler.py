@@ -362,6 +362,20 @@ class Sampler:
         with self._lock:
             self._release()
 
+    def retire_for_reloader(self) -> None:
+        """This process is the Werkzeug reloader's parent: never sample here (the serving
+        child does). Releases the lock if this process held it; the thread ends."""
+        if not self.retired:
+            logger.info(
+                "flask-alerting: pid %d is the reloader's parent; the serving child "
+                "samples the metrics of app %r",
+                os.getpid(),
+                self.name,
+            )
+        self.retired = True
+        with self._lock:
+            self._release()
+
     def _run(self) -> None:
         stop = self._stop
         # Prime CPU-style counters now, so that the first sample, one interval later,
@@ -395,16 +409,7 @@ class Sampler:
     def tick(self) -> bool:
         """What the thread does every interval: elect, then sample. True when it sampled."""
         if self.reloader_parent():
-            if not self.retired:
-                logger.info(
-                    "flask-alerting: pid %d is the reloader's parent; the serving child "
-                    "samples the metrics of app %r",
-                    os.getpid(),
-                    self.name,
-                )
-            self.retired = True
-            with self._lock:
-                self._release()
+            self.retire_for_reloader()
             return False
         if not self.leader and not self._elect():
             return False

@@ -1,0 +1,167 @@
+"""Storms: occurrences that the throttle only counts are never built.
+
+The request path looks at the throttle (a lock-free membership test); an occurrence of a
+fingerprint whose window is open, already logged by Flask, with nobody listening to the
+signals and no log file to write, is submitted as a count-only item. The dispatcher counts
+it without building anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask
+
+from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_raised
+from flask_alerting.alert import PendingAlert
+from flask_alerting.dispatch import Dispatcher, Throttle
+from tests.conftest import FakeClock
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def pending(fingerprint: str, title: str, built: list[str], logged: bool = True) -> PendingAlert:
+    def build() -> Alert:
+        built.append(title)
+        return Alert(title=title, kind="error", severity="error", fingerprint=fingerprint)
+
+    return PendingAlert(build, fingerprint, T0, logged=logged)
+
+
+def make_dispatcher(window: float, **kw: Any) -> tuple[Dispatcher, FakeClock, list[Alert]]:
+    clock = FakeClock()
+    sent: list[Alert] = []
+    throttle = Throttle(window, clock)
+    dispatcher = Dispatcher(
+        sender=object(), throttle=throttle, deliver=sent.append, log=lambda a: None, **kw
+    )
+    return dispatcher, clock, sent
+
+
+def test_suppressed_logged_occurrences_are_counted_without_being_built() -> None:
+    dispatcher, clock, sent = make_dispatcher(60)
+    built: list[str] = []
+    dispatcher.dispatch_pending(pending("fp", "first", built))
+    for n in range(10):
+        dispatcher.dispatch_pending(pending("fp", f"dup {n}", built))
+    dispatcher.dispatch_pending(PendingAlert(None, "fp", T0, logged=True))
+    assert built == ["first"]
+    assert [a.title for a in sent] == ["first"]
+    assert (dispatcher.raised, dispatcher.suppressed) == (12, 11)
+
+    clock.advance(60)
+    dispatcher.tick()
+    digest = sent[-1]
+    assert digest.occurrences == 11
+    # Only the digest's shown occurrence is built: the latest kept in full.
+    assert built == ["first", "dup 9"] and digest.title == "dup 9"
+
+
+def test_count_only_occurrences_show_the_alert_that_opened_the_window() -> None:
+    dispatcher, clock, sent = make_dispatcher(60)
+    built: list[str] = []
+    dispatcher.dispatch_pending(pending("fp", "first", built))
+    for _ in range(5):
+        dispatcher.dispatch_pending(PendingAlert(None, "fp", T0, logged=True))
+    clock.advance(60)
+    dispatcher.tick()
+    assert [(a.title, a.occurrences) for a in sent] == [("first", 1), ("first", 5)]
+    # The next window starts with that alert as its template too.
+    dispatcher.dispatch_pending(PendingAlert(None, "fp", T0, logged=True))
+    clock.advance(60)
+    dispatcher.tick()
+    assert [(a.title, a.occurrences) for a in sent[2:]] == [("first", 1)]
+    assert built == ["first"]
+
+
+def test_an_occurrence_arriving_after_its_window_closed_is_sent_not_lost() -> None:
+    dispatcher, clock, sent = make_dispatcher(60)
+    built: list[str] = []
+    dispatcher.dispatch_pending(pending("fp", "first", built))
+    clock.advance(60)
+    dispatcher.tick()  # the window ends empty and is forgotten
+    assert not dispatcher.throttle.suppresses("fp")
+    # Its source saw the window open just before: a count-only item arrives late.
+    late = datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc)
+    dispatcher.dispatch_pending(PendingAlert(None, "fp", late, logged=True))
+    assert [(a.title, a.occurrences) for a in sent] == [("first", 1), ("first", 1)]
+    assert sent[1].timestamp == late
+    assert dispatcher.throttle.suppresses("fp")  # and it opened a new window
+
+
+def test_listeners_unlogged_alerts_and_a_log_file_get_every_occurrence_built() -> None:
+    built: list[str] = []
+    # Not logged by its source: the alert log must write each one.
+    dispatcher, _, _ = make_dispatcher(60)
+    for n in range(3):
+        dispatcher.dispatch_pending(pending("a", f"a{n}", built, logged=False))
+    # A log file to write.
+    dispatcher, _, _ = make_dispatcher(60, log_logged=lambda a: None)
+    for n in range(3):
+        dispatcher.dispatch_pending(pending("b", f"b{n}", built))
+    # A receiver of alert_raised.
+    dispatcher, _, _ = make_dispatcher(60)
+    with alert_raised.connected_to(lambda sender, alert: None):
+        assert not dispatcher.counts_only()
+        for n in range(3):
+            dispatcher.dispatch_pending(pending("c", f"c{n}", built))
+    assert built == ["a0", "a1", "a2", "b0", "b1", "b2", "c0", "c1", "c2"]
+
+
+def test_request_storm_captures_in_full_only_until_the_window_is_seen_open(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting], clock: FakeClock
+) -> None:
+    memory = MemoryNotifier()
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=60, clock=clock)
+
+    @app.route("/fail/<int:n>")
+    def fail(n: int) -> str:
+        raise ValueError(f"failure {n}")
+
+    submitted: list[Any] = []
+    state = app.extensions["alerting"]
+    pipeline_submit = state.pipeline.submit
+
+    def spy(item: Any) -> None:
+        submitted.append(item)
+        pipeline_submit(item)
+
+    state.pipeline.submit = spy
+    client = app.test_client()
+    client.get("/fail/0")
+    assert alerting.flush(5)  # the window is open now
+    for n in range(1, 101):
+        assert client.get(f"/fail/{n}").status_code == 500
+    assert alerting.flush(5)
+
+    full = [i for i in submitted if i.build is not None]
+    count_only = [i for i in submitted if i.build is None]
+    assert len(full) == 1 and len(count_only) == 100
+    assert {i.fingerprint for i in submitted} == {full[0].fingerprint}
+    clock.advance(60)
+    assert alerting.flush(5)
+    assert [(a.title, a.occurrences) for a in memory.alerts] == [
+        ("ValueError: failure 0 in fail", 1),
+        ("ValueError: failure 0 in fail", 100),
+    ]
+    assert alerting.stats()["raised"] == 101
+
+
+def test_request_storm_with_a_listener_builds_every_occurrence(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    alerting = make_alerting(app, notifiers=[MemoryNotifier()], throttle_seconds=60)
+
+    @app.route("/fail/<int:n>")
+    def fail(n: int) -> str:
+        raise ValueError(f"failure {n}")
+
+    seen: list[str] = []
+    with alert_raised.connected_to(lambda sender, alert: seen.append(alert.title), app):
+        client = app.test_client()
+        for n in range(20):
+            client.get(f"/fail/{n}")
+        assert alerting.flush(5)
+    assert seen == [f"ValueError: failure {n} in fail" for n in range(20)]
