@@ -182,16 +182,30 @@ class FlaskAlerting:
 
         # Alerts their source already logged (an unhandled request error that Flask's
         # log_exception records, a record turned into an alert by AlertingHandler) go to
-        # ALERTING_LOG_FILE only: repeating them on propagating loggers would put every
-        # traceback twice in the application's own log.
-        write_logged: Callable[[Alert], None] | None = None
-        if handler is not None:
-            file_log = logging.Logger(alert_log.name, logging.DEBUG)
-            file_log.propagate = False
-            file_log.addHandler(handler)
+        # the flask_alerting loggers' own handlers (ALERTING_LOG_FILE included) but not on
+        # to the root logger, where that first record already is: no traceback twice in
+        # the application's log.
+        def logged_handlers() -> list[logging.Handler]:
+            found: list[logging.Handler] = []
+            current: logging.Logger | None = alert_log
+            while current is not None and current is not logging.root:
+                found += [h for h in current.handlers if not isinstance(h, logging.NullHandler)]
+                if not current.propagate:
+                    break
+                current = current.parent
+            return found
 
-            def write_logged(alert: Alert) -> None:
-                file_log.log(LEVELS[alert.severity], "%s", log_line(alert))
+        def write_logged(alert: Alert) -> None:
+            handlers = logged_handlers()
+            if not handlers:
+                return
+            level = LEVELS[alert.severity]
+            record = alert_log.makeRecord(
+                alert_log.name, level, __file__, 0, "%s", (log_line(alert),), None
+            )
+            for found in handlers:
+                if level >= found.level:
+                    found.handle(record)
 
         pipeline = Pipeline(
             sender=app,
@@ -202,6 +216,7 @@ class FlaskAlerting:
             retry=retry,
             log=write_log,
             log_logged=write_logged,
+            wants_logged=lambda: bool(logged_handlers()),
             clock=self._clock,
             shutdown_timeout=config.shutdown_timeout,
         )

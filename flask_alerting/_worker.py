@@ -312,6 +312,7 @@ class Pipeline:
     :param log: called on the dispatch thread with every raised alert.
     :param log_logged: called instead of ``log`` for alerts their source already logged
         (see :class:`~flask_alerting.alert.PendingAlert`); None: nothing to write.
+    :param wants_logged: whether ``log_logged`` would write anything now.
     :param clock: monotonic seconds.
     :param shutdown_timeout: what the exit hook spends flushing.
     """
@@ -327,6 +328,7 @@ class Pipeline:
         retry: RetryPolicy,
         log: Callable[[Alert], None],
         log_logged: Callable[[Alert], None] | None = None,
+        wants_logged: Callable[[], bool] | None = None,
         clock: Clock = time.monotonic,
         shutdown_timeout: float = 5.0,
     ) -> None:
@@ -338,6 +340,7 @@ class Pipeline:
         self.retry = retry
         self.log = log
         self.log_logged = log_logged
+        self.wants_logged = wants_logged
         self.clock = clock
         self.shutdown_timeout = shutdown_timeout
         self.closed = False
@@ -369,6 +372,7 @@ class Pipeline:
             deliver=self._deliver,
             log=self.log,
             log_logged=self.log_logged,
+            wants_logged=self.wants_logged,
         )
 
     # -- hot path -----------------------------------------------------------------------

@@ -204,7 +204,9 @@ class Dispatcher:
     :param deliver: called with each alert that should leave now (enqueues it).
     :param log: called with every raised alert (writes the alert log).
     :param log_logged: called instead of ``log`` for alerts their source already logged
-        (writes only the alert log file); None when there is no such file.
+        (not on to the root logger); None: nothing to write.
+    :param wants_logged: whether ``log_logged`` would write anything now (default: whether
+        there is one).
 
     Metric alerts bypass the throttle: their rules have their own lifecycle (firing,
     reminders, resolved). A "resolved" alert of any kind never waits behind a window.
@@ -218,12 +220,14 @@ class Dispatcher:
         deliver: Callable[[Alert], None],
         log: Callable[[Alert], None],
         log_logged: Callable[[Alert], None] | None = None,
+        wants_logged: Callable[[], bool] | None = None,
     ) -> None:
         self.sender = sender
         self.throttle = throttle
         self.deliver = deliver
         self.log = log
         self.log_logged = log_logged
+        self.wants_logged = wants_logged or (lambda: log_logged is not None)
         self.raised = 0
         self.suppressed = 0
         self.digests = 0
@@ -279,7 +283,7 @@ class Dispatcher:
         Also read by sources on their own thread (see ``_State.counts_only``).
         """
         return (
-            self.log_logged is None
+            not self.wants_logged()
             and not alert_raised.receivers
             and not alert_suppressed.receivers
         )

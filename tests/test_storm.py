@@ -8,6 +8,7 @@ it without building anything.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -165,3 +166,45 @@ def test_request_storm_with_a_listener_builds_every_occurrence(
             client.get(f"/fail/{n}")
         assert alerting.flush(5)
     assert seen == [f"ValueError: failure {n} in fail" for n in range(20)]
+
+
+class ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_flask_logged_errors_reach_flask_alerting_handlers_but_not_root_twice(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    """Handlers on the flask_alerting loggers see every error alert (so each storm
+    occurrence is captured for them); the root logger only has Flask's own record."""
+    ours, root = ListHandler(), ListHandler()
+    library_logger = logging.getLogger("flask_alerting")
+    library_logger.addHandler(ours)
+    logging.getLogger().addHandler(root)
+    try:
+        alerting = make_alerting(app, notifiers=[MemoryNotifier()], throttle_seconds=60)
+
+        @app.route("/fail/<int:n>")
+        def fail(n: int) -> str:
+            raise ValueError(f"failure {n}")
+
+        client = app.test_client()
+        for n in range(3):
+            client.get(f"/fail/{n}")
+        assert alerting.flush(5)
+    finally:
+        library_logger.removeHandler(ours)
+        logging.getLogger().removeHandler(root)
+    alert_lines = [r.getMessage() for r in ours.records if r.name.startswith("flask_alerting.")]
+    assert [line.splitlines()[0] for line in alert_lines] == [
+        f"ValueError: failure {n} in fail" for n in range(3)
+    ]
+    assert all("Traceback (most recent call last):" in line for line in alert_lines)
+    on_root = [r for r in root.records if "failure" in str(r.exc_info and r.exc_info[1])]
+    assert [r.name for r in on_root] == [app.logger.name] * 3
+    assert not [r for r in root.records if r.name.startswith("flask_alerting.alerts")]
