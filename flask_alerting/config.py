@@ -101,32 +101,22 @@ def _number(key: str, value: Any) -> float:
     return number
 
 
-def _positive(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if number <= 0:
-        raise ConfigurationError(key, "a number of seconds > 0", value)
-    return number
+def _bounded(
+    expected: str, ok: Callable[[float], bool]
+) -> Callable[[str, Any], float]:
+    def parse(key: str, value: Any) -> float:
+        number = _number(key, value)
+        if not ok(number):
+            raise ConfigurationError(key, expected, value)
+        return number
+
+    return parse
 
 
-def _non_negative(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if number < 0:
-        raise ConfigurationError(key, "a number of seconds >= 0", value)
-    return number
-
-
-def _percent(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if not 0 <= number <= 100:
-        raise ConfigurationError(key, "a percentage between 0 and 100", value)
-    return number
-
-
-def _positive_amount(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if number <= 0:
-        raise ConfigurationError(key, "a number > 0", value)
-    return number
+_positive = _bounded("a number of seconds > 0", lambda n: n > 0)
+_non_negative = _bounded("a number of seconds >= 0", lambda n: n >= 0)
+_percent = _bounded("a percentage between 0 and 100", lambda n: 0 <= n <= 100)
+_positive_amount = _bounded("a number > 0", lambda n: n > 0)
 
 
 def _existing_path(key: str, value: Any) -> str:

@@ -11,6 +11,7 @@ import trustme
 from flask import Flask
 
 from flask_alerting import FlaskAlerting, MemoryNotifier
+from tests.recorder import Recorder
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer
 
 pytest_plugins = ["pytester"]
@@ -70,6 +71,20 @@ def alerting(
     app: Flask, memory: MemoryNotifier, make_alerting: Callable[..., FlaskAlerting]
 ) -> FlaskAlerting:
     return make_alerting(app, notifiers=[memory])
+
+
+@pytest.fixture
+def recorder(app: Flask) -> Iterator[Callable[[Any], Recorder]]:
+    """``recorder(alert_failed)`` records that signal's calls for the ``app`` fixture."""
+    made: list[Recorder] = []
+
+    def make(signal: Any) -> Recorder:
+        made.append(Recorder(signal, app))
+        return made[-1]
+
+    yield make
+    for rec in made:
+        rec.disconnect()
 
 
 # -- TLS and SMTP ----------------------------------------------------------------------------

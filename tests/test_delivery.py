@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,55 +27,13 @@ from flask_alerting import (
     alert_sent,
 )
 from flask_alerting.render import text_body
+from tests.recorder import Recorder
 from tests.smtp_server import SMTPServer, free_port
 
 FAST_RETRY = RetryPolicy(initial=0.05, cap=0.2)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-class Recorder:
-    """Records the keyword arguments of a blinker signal sent by one app; waits on them."""
-
-    def __init__(self, signal: Signal, sender: Any) -> None:
-        self.signal = signal
-        self.calls: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        signal.connect(self._receive, sender, weak=False)
-
-    def _receive(self, sender: Any, **kwargs: Any) -> None:
-        with self._cond:
-            self.calls.append(kwargs)
-            self._cond.notify_all()
-
-    def wait_until(
-        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
-    ) -> list[dict[str, Any]]:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: predicate(self.calls), timeout)
-            calls = list(self.calls)
-        assert ok, f"signal condition not met within {timeout}s: {calls}"
-        return calls
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        return self.wait_until(lambda calls: len(calls) >= count, timeout)
-
-    def disconnect(self) -> None:
-        self.signal.disconnect(self._receive)
-
-
-@pytest.fixture
-def recorder(app: Flask) -> Iterator[Callable[[Signal], Recorder]]:
-    made: list[Recorder] = []
-
-    def make(signal: Signal) -> Recorder:
-        made.append(Recorder(signal, app))
-        return made[-1]
-
-    yield make
-    for rec in made:
-        rec.disconnect()
 
 
 def smtp_config(host: str, port: int) -> dict[str, Any]:

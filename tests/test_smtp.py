@@ -12,8 +12,7 @@ import logging
 import re
 import smtplib
 import ssl
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from typing import Any
@@ -33,6 +32,7 @@ from flask_alerting import (
     alert_sent,
 )
 from flask_alerting.render import MAX_SUBJECT_LENGTH, text_body
+from tests.recorder import Recorder
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer
 
 SENDER = "alerts@example.com"
@@ -41,44 +41,6 @@ FAST_RETRY = RetryPolicy(initial=0.05, cap=0.2)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-class Recorder:
-    """Records the keyword arguments of a blinker signal sent by one app; waits on them."""
-
-    def __init__(self, signal: Signal, sender: Any) -> None:
-        self.signal = signal
-        self.calls: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        signal.connect(self._receive, sender, weak=False)
-
-    def _receive(self, sender: Any, **kwargs: Any) -> None:
-        with self._cond:
-            self.calls.append(kwargs)
-            self._cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: len(self.calls) >= count, timeout)
-            calls = list(self.calls)
-        assert ok, f"expected {count} signal(s) within {timeout}s, got {len(calls)}"
-        return calls
-
-    def disconnect(self) -> None:
-        self.signal.disconnect(self._receive)
-
-
-@pytest.fixture
-def recorder(app: Flask) -> Iterator[Callable[[Signal], Recorder]]:
-    made: list[Recorder] = []
-
-    def make(signal: Signal) -> Recorder:
-        made.append(Recorder(signal, app))
-        return made[-1]
-
-    yield make
-    for rec in made:
-        rec.disconnect()
 
 
 def make_alert(**fields: Any) -> Alert:
