@@ -23,7 +23,7 @@ from .capture import (
     error_alert_builder,
     error_fingerprint,
     mark_captured,
-    snapshot_request,
+    request_context,
 )
 from .config import Config, ConfigurationError, check_options, load_config
 from .dispatch import Clock
@@ -374,13 +374,7 @@ class FlaskAlerting:
                 # A storm: this occurrence only adds to a digest's count.
                 state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True))
                 return
-            labels = dict(state.labels)
-            snapshot: dict[str, Any] | None = None
-            if in_request:
-                current = request._get_current_object()  # type: ignore[attr-defined]
-                snapshot = snapshot_request(current)
-                if snapshot.get("endpoint"):
-                    labels["endpoint"] = snapshot["endpoint"]
+            labels, snapshot = request_context(state.labels)
             state.submit(
                 error_alert_builder(
                     exc,

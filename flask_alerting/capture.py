@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from flask import has_request_context
+from flask import request as flask_request
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 from .alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
@@ -229,6 +231,20 @@ def snapshot_request(req: Request) -> dict[str, Any]:
     except Exception:
         snap["unavailable"] = "part of the request could not be read"
     return snap
+
+
+def request_context(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """``labels`` plus ``endpoint``, and a snapshot of the current request (request path).
+
+    Outside a request: a copy of ``labels`` and None.
+    """
+    labels = dict(labels)
+    if not has_request_context():
+        return labels, None
+    snapshot = snapshot_request(flask_request._get_current_object())  # type: ignore[attr-defined]
+    if snapshot.get("endpoint"):
+        labels["endpoint"] = snapshot["endpoint"]
+    return labels, snapshot
 
 
 def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any]:

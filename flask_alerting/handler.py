@@ -16,11 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import has_request_context, request
-
 from ._worker import guard
 from .alert import Alert, Severity, make_fingerprint, utcnow
-from .capture import RequestDetails, is_captured, snapshot_request
+from .capture import RequestDetails, is_captured, request_context
 from .scrub import clean_text, cut, get_scrubber
 
 if TYPE_CHECKING:
@@ -129,12 +127,7 @@ class AlertingHandler(logging.Handler):
         if exc is not None:
             self.alerting._capture(state, exc, {}, log=log, severity=severity)
             return
-        labels = {**state.labels, "logger": record.name}
-        snapshot: dict[str, Any] | None = None
-        if has_request_context():
-            snapshot = snapshot_request(request._get_current_object())  # type: ignore[attr-defined]
-            if snapshot.get("endpoint"):
-                labels["endpoint"] = snapshot["endpoint"]
+        labels, snapshot = request_context({**state.labels, "logger": record.name})
         state.submit(
             log_alert_builder(
                 record,
