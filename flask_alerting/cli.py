@@ -1,7 +1,15 @@
-"""``flask alerting`` commands (registered through the ``flask.commands`` entry point)."""
+"""``flask alerting`` commands (registered through the ``flask.commands`` entry point).
+
+``test`` sends a test alert through every notifier, ``status`` shows the effective
+configuration and the state of the pipeline, ``check`` samples the metric rules once (a
+health check). They print readable lines, never a traceback or a password.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
@@ -9,8 +17,17 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .alert import Alert
+from .metrics.rules import fmt_duration
 
 alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
+
+#: Units of the built-in rules' values, for display.
+_UNITS = {"cpu": "%", "memory": "%", "disk": "%", "swap": "%", "rss": "MiB"}
+
+#: ``flask alerting check`` exit statuses.
+EXIT_OK = 0
+EXIT_BREACHED = 1
+EXIT_PROBE_FAILED = 2
 
 
 def _state() -> Any:
@@ -41,14 +58,266 @@ def test_command() -> None:
         labels=dict(state.labels),
     )
     failures = 0
+    secret = state.config.smtp_password
     for notifier in state.notifiers:
         try:
             notifier.send(alert)
         except Exception as exc:  # any failure is reported, never a traceback
             failures += 1
-            click.echo(f"FAILED  {notifier.name}: {notifier.describe_error(exc)}")
+            reason = _mask(notifier.describe_error(exc), secret)
+            click.echo(f"FAILED  {notifier.name}: {reason}")
         else:
-            click.echo(f"OK      {notifier.name}: {notifier.describe()}")
+            click.echo(f"OK      {notifier.name}: {_mask(notifier.describe(), secret)}")
     if failures:
         click.echo(f"{failures} of {len(state.notifiers)} notifier(s) failed", err=True)
         raise SystemExit(1)
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+@alerting_cli.command("status")
+def status_command() -> None:
+    """Show the configuration (secrets masked), notifiers, metric rules, delivery
+    counters and slow-call timings.
+
+    Rule states come from the process that samples the metrics on this host (for
+    example a gunicorn worker); delivery counters and timings are this process's.
+    """
+    click.echo("\n".join(_status_lines(_state())))
+
+
+def _status_lines(state: Any) -> list[str]:
+    app = state.app
+    config = state.config
+    enabled = "enabled" if config.enabled else "DISABLED (ALERTING_ENABLED is false)"
+    lines = [
+        f"flask-alerting {_version()} for app {app.name!r} "
+        f"(pid {os.getpid()} on {socket.gethostname()}): {enabled}",
+        "",
+        "Configuration (secrets masked):",
+    ]
+    public = config.as_public_dict()
+    width = max(len(key) for key in public)
+    for key, value in public.items():
+        text = _config_value(key, value)
+        if key == "ALERTING_METRICS_LOCK_FILE" and value is None:
+            text = f"None (default: {state.sampler.lock_path})"
+        lines.append(f"  {key:<{width}}  {text}")
+
+    lines += ["", "Notifiers:"]
+    secret = config.smtp_password
+    lines += _table(
+        None,
+        [(n.name, _mask(_one_line(n.describe()), secret)) for n in state.notifiers],
+    )
+
+    rules = state.extension.rule_states(app)
+    lines += ["", f"Metric rules: {_sampler_line(state, rules)}"]
+    if rules:
+        lines += _table(
+            ("RULE", "STATE", "VALUE", "THRESHOLD", "RESOLVES BELOW", "FOR", "SINCE", "NOTE"),
+            [_rule_row(rule) for rule in rules],
+        )
+    else:
+        lines.append("  (none)")
+
+    stats = state.extension.stats(app)
+    windows: dict[str, int] = stats["throttle_windows"]
+    lines += [
+        "",
+        "Delivery (this process):",
+        f"  raised {stats['raised']}, suppressed {stats['suppressed']}, "
+        f"digests {stats['digests']}, dropped {stats['dropped']}",
+        f"  queue depth {stats['inbound']} (waiting for the dispatch thread)",
+        f"  throttle windows holding a digest: {len(windows)} "
+        f"(ALERTING_THROTTLE_SECONDS {_number(config.throttle_seconds)})",
+    ]
+    if windows:
+        lines += _table(
+            ("FINGERPRINT", "COUNTED"),
+            [(fp, str(count)) for fp, count in sorted(windows.items())],
+            indent="    ",
+        )
+    lines += _table(
+        ("NOTIFIER", "QUEUED", "SENT", "FAILED"),
+        [
+            (name, str(n["queued"]), str(n["sent"]), str(n["failed"]))
+            for name, n in stats["notifiers"].items()
+        ],
+    )
+
+    timings = state.extension.timing_stats()
+    lines += ["", "Slow-call timing (this process):"]
+    if timings:
+        lines += _table(
+            ("NAME", "CALLS", "SLOW", "MEAN", "P95", "MAX"),
+            [
+                (
+                    name,
+                    str(t.count),
+                    str(t.slow),
+                    *(_seconds(v) if t.count else "-" for v in (t.mean, t.p95, t.max)),
+                )
+                for name, t in sorted(timings.items())
+            ],
+        )
+    else:
+        lines.append("  (no timed call yet)")
+    return lines
+
+
+def _sampler_line(state: Any, rules: Sequence[Any]) -> str:
+    config = state.config
+    sampler = state.sampler
+    every = f"every {_number(config.metrics_interval)} s"
+    if not config.enabled or not config.metrics_enabled:
+        off = "ALERTING_ENABLED" if not config.enabled else "ALERTING_METRICS_ENABLED"
+        return (
+            f"not sampled by this process ({off} is false); states as another process "
+            "of this host last recorded them, if any"
+        )
+    if sampler.running and sampler.leader:
+        return f"sampled {every} by this process"
+    if all(rule.last_sample_age is None for rule in rules):
+        return (
+            f"sampled {every} by the process of this host that holds the lock "
+            f"{sampler.lock_path}; no sample recorded yet"
+        )
+    return (
+        f"sampled {every} by another process of this host (lock {sampler.lock_path}); "
+        "states as it last recorded them"
+    )
+
+
+def _rule_row(rule: Any) -> tuple[str, ...]:
+    unit = _UNITS.get(rule.name, "")
+    never = rule.last_sample_age is None
+    note = f"probe failed: {rule.error}" if rule.error else ("never sampled" if never else "")
+    return (
+        rule.name,
+        rule.state,
+        "-" if rule.value is None else _with_unit(rule.value, unit),
+        _with_unit(rule.threshold, unit),
+        _with_unit(rule.resolve_below, unit),
+        fmt_duration(rule.for_),
+        "-" if rule.since is None else fmt_duration(rule.since),
+        _one_line(note),
+    )
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+@alerting_cli.command("check")
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Seconds over which CPU percent is measured.",
+)
+def check_command(window: float) -> None:
+    """Sample every metric rule once and compare it with its threshold.
+
+    Changes no rule state and sends nothing. Exit status 0 when no rule is above its
+    threshold, 1 when one is, 2 when a probe failed (and none is above): usable as a
+    health check.
+    """
+    state = _state()
+    results = state.extension.check(state.app, window=window)
+    if not results:
+        click.echo("no metric rules (all built-in rules are off and none was added)")
+        return
+    rows = []
+    breached = failed = 0
+    for result in results:
+        unit = _UNITS.get(result.name, "")
+        if result.error is not None:
+            failed += 1
+            verdict = f"ERROR  {_one_line(result.error)}"
+        elif result.breached:
+            breached += 1
+            verdict = "ABOVE"
+        else:
+            verdict = "ok"
+        value = "-" if result.value is None else _with_unit(result.value, unit)
+        rows.append((result.name, value, _with_unit(result.threshold, unit), verdict))
+    click.echo("\n".join(_table(("RULE", "VALUE", "THRESHOLD", "RESULT"), rows, indent="")))
+    if breached:
+        click.echo(f"{breached} of {len(results)} rule(s) above the threshold")
+        raise SystemExit(EXIT_BREACHED)
+    if failed:
+        click.echo(f"{failed} of {len(results)} probe(s) failed")
+        raise SystemExit(EXIT_PROBE_FAILED)
+    click.echo(f"all {len(results)} rule(s) below their threshold")
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def _table(
+    header: Sequence[str] | None, rows: Iterable[Sequence[str]], indent: str = "  "
+) -> list[str]:
+    """Left-aligned columns two spaces apart (trailing blanks removed)."""
+    all_rows = ([list(header)] if header else []) + [list(row) for row in rows]
+    if not all_rows:
+        return [f"{indent}(none)"]
+    widths = [max(len(row[i]) for row in all_rows) for i in range(len(all_rows[0]))]
+    lines = []
+    for row in all_rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+def _number(value: float) -> str:
+    """``85.04``, ``150``, ``0.05``: two decimals at most, no float noise."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _with_unit(value: float, unit: str) -> str:
+    return f"{_number(value)} {unit}".rstrip()
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _config_value(key: str, value: Any) -> str:
+    if value is None:
+        return "(not set)" if key.endswith("PASSWORD") else "None"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(item) for item in value) if value else "(none)"
+    if isinstance(value, float):
+        return _number(value)
+    return _one_line(str(value))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+#: Shorter passwords are not looked for in text: they would blank out unrelated parts.
+MIN_MASKED_LENGTH = 6
+
+
+def _mask(text: str, secret: str | None) -> str:
+    """``text`` without the SMTP password. Belt and braces for notifiers written by users:
+    the built-in ones never put it in their descriptions."""
+    if secret and len(secret) >= MIN_MASKED_LENGTH:
+        return text.replace(secret, "***")
+    return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flask-alerting")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "(development)"
+
+
+__all__ = ["alerting_cli"]
