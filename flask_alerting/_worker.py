@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 from .alert import Alert, PendingAlert
 from .dispatch import Clock, Dispatcher, Throttle
 from .notifiers.base import Notifier
-from .signals import alert_dropped, alert_failed, alert_sent
+from .signals import alert_dropped, alert_failed, alert_sent, send_safely
 
 logger = logging.getLogger("flask_alerting")
 
@@ -102,7 +102,7 @@ class _DropCounter:
             self._last_log = now
             self._unlogged = 0
         if alert is not None:
-            alert_dropped.send(sender, alert=alert, reason=reason)
+            send_safely(alert_dropped, sender, alert=alert, reason=reason)
 
 
 class NotifierWorker:
@@ -265,7 +265,8 @@ class NotifierWorker:
                         if will_retry
                         else ("gave up" if transient else "permanent failure, not retried"),
                     )
-                alert_failed.send(
+                send_safely(
+                    alert_failed,
                     self.sender,
                     notifier=self.notifier,
                     alert=alert,
@@ -286,7 +287,7 @@ class NotifierWorker:
                 if told:
                     with self._cond:
                         self._untold_drops -= told
-                alert_sent.send(self.sender, notifier=self.notifier, alert=outgoing)
+                send_safely(alert_sent, self.sender, notifier=self.notifier, alert=outgoing)
                 return
 
 
@@ -531,7 +532,7 @@ class Pipeline:
                 "; ".join(f"{n.name}: {a.title!r}" for n, a in lost[:10]),
             )
             for _, alert in lost:
-                alert_dropped.send(self.sender, alert=alert, reason="shutdown")
+                send_safely(alert_dropped, self.sender, alert=alert, reason="shutdown")
         return delivered
 
     def stats(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .alert import Alert, PendingAlert, utcnow
-from .signals import alert_raised, alert_suppressed
+from .signals import alert_raised, alert_suppressed, send_safely
 
 Clock = Callable[[], float]
 logger = logging.getLogger("flask_alerting")
@@ -239,7 +239,7 @@ class Dispatcher:
         """
         self.tick()
         self.raised += 1
-        alert_raised.send(self.sender, alert=alert)
+        send_safely(alert_raised, self.sender, alert=alert)
         if not logged:
             self.log(alert)
         elif self.log_logged is not None:
@@ -248,7 +248,7 @@ class Dispatcher:
             self.deliver(alert)
         else:
             self.suppressed += 1
-            alert_suppressed.send(self.sender, alert=alert)
+            send_safely(alert_suppressed, self.sender, alert=alert)
 
     def dispatch_pending(self, item: PendingAlert) -> None:
         """Like :meth:`dispatch` for an alert not built yet.

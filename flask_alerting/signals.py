@@ -8,7 +8,10 @@ thread of the notifier concerned: keep them short, they delay delivery.
 
 from __future__ import annotations
 
-from blinker import Namespace
+import logging
+from typing import Any
+
+from blinker import NamedSignal, Namespace
 
 _signals = Namespace()
 
@@ -22,3 +25,21 @@ alert_sent = _signals.signal("alert-sent")
 alert_failed = _signals.signal("alert-failed")
 #: An alert was lost: queue overflow or shutdown before delivery (``alert=``, ``reason=``).
 alert_dropped = _signals.signal("alert-dropped")
+
+
+def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
+    """Send ``signal``; a receiver that raises is logged and skipped, never allowed to
+    stop the others or the alert's delivery.
+
+    Receivers run on flask-alerting's threads, often without an app context: one that
+    touches ``current_app`` raises there, and must not cost the alert.
+    """
+    if not signal.receivers:
+        return
+    for receiver in list(signal.receivers_for(sender)):
+        try:
+            receiver(sender, **kwargs)
+        except Exception:
+            logging.getLogger("flask_alerting").exception(
+                "flask-alerting: a receiver of the %r signal raised; ignored", signal.name
+            )

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .signals import alert_raised
+from .signals import alert_raised, send_safely
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -48,7 +48,7 @@ def record_alerts(app: Flask) -> Iterator[list[Alert]]:
         alert = item if not callable(item) else item()
         if alert is not None:
             alerts.append(alert)
-            alert_raised.send(app, alert=alert)
+            send_safely(alert_raised, app, alert=alert)
 
     # Sources call state.submit(); an instance attribute shadows the method, so the
     # normal path pays nothing for this feature.
