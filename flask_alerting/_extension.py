@@ -332,7 +332,8 @@ class FlaskAlerting:
         except (TypeError, ValueError) as exc:
             logger.warning("flask-alerting: invalid alert %r not sent: %s", title, exc)
             return
-        state.submit(alert)
+        with guard("raising an alert"):
+            state.submit(alert)
 
     def capture_exception(self, exc: BaseException | None = None, **extra: Any) -> None:
         """Alert about ``exc`` (default: the exception being handled).

@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from .alert import Alert, PendingAlert
@@ -162,10 +163,9 @@ class NotifierWorker:
                 self._cond.notify()
                 full = False
             if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(
-                    target=self._run, name=self.thread_name, daemon=True
-                )
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+                if _start_thread(thread):
+                    self._thread = thread
         if full:
             self.drops.add(alert, "queue full", self.sender)
         return not full
@@ -189,8 +189,36 @@ class NotifierWorker:
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
-    def stop(self, timeout: float | None) -> list[Alert]:
-        """Stop the thread; return the alerts it could not deliver."""
+    @property
+    def has_thread(self) -> bool:
+        """Whether this worker's delivery thread was started (and has not ended)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def deliver_inline(self, deadline: float) -> None:
+        """Deliver what is queued on the calling thread, one attempt each, until
+        ``deadline``: for when the delivery thread could not be started (at interpreter
+        exit, Python 3.12 refuses new threads)."""
+        while not self.has_thread and time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue:
+                    return
+                alert = self._queue.popleft()
+                self._busy = True
+                self._inflight = alert
+                stopping, self._stopping = self._stopping, True  # no retry waits inline
+            try:
+                with guard(f"delivering through {self.notifier.name}"):
+                    self._deliver(alert)
+            finally:
+                with self._cond:
+                    self._stopping = stopping
+                    self._busy = False
+                    self._inflight = None
+                    self._cond.notify_all()
+
+    def stop(self, timeout: float | None) -> tuple[list[Alert], Alert | None]:
+        """Stop the thread; return the alerts it did not deliver, and the one it may
+        still be sending (its outcome is unknown: the thread is a daemon left to it)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -201,9 +229,8 @@ class NotifierWorker:
         with self._cond:
             left = list(self._queue)
             self._queue.clear()
-            if self._busy and self._inflight is not None:
-                left.insert(0, self._inflight)
-        return left
+            inflight = self._inflight if self._busy else None
+        return left, inflight
 
     # -- consumer side (own thread) -----------------------------------------------------
 
@@ -293,6 +320,29 @@ class NotifierWorker:
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
+#: Alerts dropped by a full inbound queue that are later sent as ``alert_dropped``; past
+#: this many per batch they are only counted and logged.
+MAX_DROPS_SIGNALLED = 100
+
+
+def _start_thread(thread: threading.Thread) -> bool:
+    """Start ``thread``; False (logged) when Python refuses, as it does at exit (3.12)."""
+    try:
+        thread.start()
+    except RuntimeError as exc:
+        logger.warning("flask-alerting: could not start thread %s: %s", thread.name, exc)
+        return False
+    return True
+
+
+def _drain(inbound: queue.SimpleQueue[Any]) -> list[Any]:
+    items = []
+    while True:
+        try:
+            items.append(inbound.get_nowait())
+        except queue.Empty:
+            return items
+
 #: Seconds the dispatch thread lets alerts gather after waking up (see Pipeline._run).
 #: Measured on a 2-core VM: every wake-up of a second Python thread costs the request
 #: thread far more than the work it does (a GIL hand-over and two OS wake-ups), so
@@ -353,6 +403,9 @@ class Pipeline:
         self._lock = threading.Lock()
         self._inbound: queue.SimpleQueue[Item | _Marker] = queue.SimpleQueue()
         self._wake = threading.Event()
+        self._inline_lock = threading.Lock()
+        self._overflow_counts: dict[str, tuple[int, datetime]] = {}
+        self._dropped_items: list[Item] = []
         self._running = False
         self._thread: threading.Thread | None = None
         self.drops = _DropCounter("inbound queue", self.clock)
@@ -395,21 +448,49 @@ class Pipeline:
             if self.closed:
                 return False
             if not self._running:
-                self._thread = threading.Thread(
+                thread = threading.Thread(
                     target=self._run, name=f"flask-alerting-{self.name}-dispatch", daemon=True
                 )
-                self._thread.start()
-                self._running = True
+                if _start_thread(thread):
+                    self._thread = thread
+                    self._running = True
+        # Without a thread (it could not start) items wait in the queue; flush() and
+        # shutdown() then process them on their caller's thread.
         return True
 
     def _overflow(self, item: Item) -> None:
         with self._lock, guard("counting a dropped alert"):
-            alert: Alert | None = None
-            if alert_dropped.receivers:
-                alert = item if isinstance(item, Alert) else item()
+            if isinstance(item, PendingAlert) and item.build is None:
+                # A storm's bare count: kept as a number per fingerprint and merged into
+                # its digest by the dispatch thread, so first + digests = all even when
+                # the queue is full.
+                count, _ = self._overflow_counts.get(item.fingerprint, (0, item.timestamp))
+                self._overflow_counts[item.fingerprint] = (count + 1, item.timestamp)
+                return
             for worker in self.workers:
                 worker.count_drop()
-            self.drops.add(alert, "queue full", self.sender)
+            # Counted and logged now; signalled (and built, for receivers) later, on the
+            # dispatch thread, not here on the request path.
+            self.drops.add(None, "queue full", self.sender)
+            if len(self._dropped_items) < MAX_DROPS_SIGNALLED:
+                self._dropped_items.append(item)
+
+    def _after_batch(self) -> None:
+        """Merge counts that overflowed the queue; signal the alerts dropped by it."""
+        with self._lock:
+            counts, self._overflow_counts = self._overflow_counts, {}
+            dropped, self._dropped_items = self._dropped_items, []
+        for fingerprint, (count, timestamp) in counts.items():
+            with guard("counting overflowed occurrences"):
+                occurrence = PendingAlert(None, fingerprint, timestamp, logged=True)
+                for _ in range(count):
+                    self.dispatcher.dispatch_pending(occurrence)
+        if dropped and alert_dropped.receivers:
+            for item in dropped:
+                with guard("signalling a dropped alert"):
+                    alert = item if isinstance(item, Alert) else item()
+                    if alert is not None:
+                        send_safely(alert_dropped, self.sender, alert=alert, reason="queue full")
 
     def _deliver(self, alert: Alert) -> None:
         for worker in self.workers:
@@ -441,6 +522,7 @@ class Pipeline:
                     item = inbound.get_nowait()
                 except queue.Empty:
                     break
+            self._after_batch()
 
     def _handle(self, item: Item | _Marker) -> bool:
         """Process one inbound item; False for the stop marker."""
@@ -483,14 +565,33 @@ class Pipeline:
         emitted first. True when nothing is left undelivered.
         """
         deadline = time.monotonic() + timeout
-        if not self._marker("drain" if drain else "flush", timeout):
-            return False
+        if self._running:
+            if not self._marker("drain" if drain else "flush", timeout):
+                return False
+        else:
+            self._process_inline(drain)
         ok = True
         for worker in self.workers:
+            if not worker.has_thread:
+                worker.deliver_inline(deadline)
             worker.nudge()
             remaining = max(0.0, deadline - time.monotonic())
             ok = worker.wait_idle(remaining) and ok
         return ok
+
+    def _process_inline(self, drain: bool) -> None:
+        """The dispatch step on the caller's thread, for when the dispatch thread could
+        not be started: what was submitted is never silently left in the queue."""
+        with self._inline_lock:  # one caller at a time
+            for item in _drain(self._inbound):
+                if not isinstance(item, _Marker):
+                    self._handle(item)
+            self._after_batch()
+            with guard("emitting digests"):
+                if drain:
+                    self.dispatcher.drain()
+                else:
+                    self.dispatcher.tick()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush (digests included), stop the threads, close the notifiers.
@@ -520,8 +621,26 @@ class Pipeline:
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(remaining())
         lost: list[tuple[Notifier, Alert]] = []
+        # Submitted after the flush, while stopping: never delivered, but never silent.
+        late = [item for item in _drain(self._inbound) if not isinstance(item, _Marker)]
+        with guard("reporting alerts raised during shutdown"):
+            for item in late:
+                alert = item if isinstance(item, Alert) else item()
+                if alert is not None:
+                    lost += [(worker.notifier, alert) for worker in self.workers]
         for worker in self.workers:
-            lost += [(worker.notifier, alert) for alert in worker.stop(remaining())]
+            left, inflight = worker.stop(remaining())
+            lost += [(worker.notifier, alert) for alert in left]
+            if inflight is not None:
+                delivered = False
+                logger.warning(
+                    "flask-alerting: %s was still sending %r at shutdown; whether it "
+                    "arrives is unknown",
+                    worker.notifier.name,
+                    inflight.title,
+                )
+            if worker.has_thread:
+                continue  # close() under a send still running could break the notifier
             with guard(f"closing {worker.notifier.name}"):
                 worker.notifier.close()
         if lost:

@@ -9,13 +9,15 @@ it without building anything.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+import pytest
 from flask import Flask
 
-from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_raised
+from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_dropped, alert_raised
 from flask_alerting.alert import PendingAlert
 from flask_alerting.dispatch import Dispatcher, Throttle
 from tests.conftest import FakeClock
@@ -208,3 +210,103 @@ def test_flask_logged_errors_reach_flask_alerting_handlers_but_not_root_twice(
     on_root = [r for r in root.records if "failure" in str(r.exc_info and r.exc_info[1])]
     assert [r.name for r in on_root] == [app.logger.name] * 3
     assert not [r for r in root.records if r.name.startswith("flask_alerting.alerts")]
+
+
+def test_a_storm_that_overflows_the_queue_is_still_counted_in_full(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting], clock: FakeClock
+) -> None:
+    """Count-only occurrences that find the inbound queue full are kept as numbers and
+    merged into the digest: first + digests = all, nothing reported as dropped."""
+    memory = MemoryNotifier()
+    alerting = make_alerting(
+        app, notifiers=[memory], throttle_seconds=60, queue_size=5, clock=clock
+    )
+
+    @app.route("/fail/<int:n>")
+    def fail(n: int) -> str:
+        raise ValueError(f"failure {n}")
+
+    client = app.test_client()
+    client.get("/fail/0")
+    assert alerting.flush(5)  # the window is open
+    # Hold the dispatch thread so that the queue (5) fills up.
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait(10)
+
+    state = app.extensions["alerting"]
+    state.submit(hold)
+    assert holding.wait(5)
+    dropped: list[Any] = []
+    with alert_dropped.connected_to(lambda sender, **kw: dropped.append(kw), app):
+        for n in range(1, 51):
+            assert client.get(f"/fail/{n}").status_code == 500
+        assert len(state.pipeline._overflow_counts) == 1  # the queue did overflow
+        gate.set()
+        assert alerting.flush(5)
+    clock.advance(60)
+    assert alerting.flush(5)
+    assert [a.occurrences for a in memory.alerts] == [1, 50]
+    assert dropped == [] and alerting.stats()["dropped"] == 0
+    assert memory.alerts[1].dropped == 0
+
+
+def test_alerts_dropped_by_a_full_queue_are_signalled_off_the_request_thread(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    memory = MemoryNotifier()
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=0, queue_size=2)
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait(10)
+
+    state = app.extensions["alerting"]
+    state.submit(hold)
+    assert holding.wait(5)
+    signalled: list[tuple[str, str, str]] = []
+
+    def on_dropped(sender: Flask, alert: Alert, reason: str) -> None:
+        signalled.append((alert.title, reason, threading.current_thread().name))
+
+    with alert_dropped.connected_to(on_dropped, app), app.app_context():
+        for n in range(5):
+            alerting.alert(f"custom {n}")
+        assert signalled == []  # not on the caller's thread
+        gate.set()
+        assert alerting.flush(5)
+    assert [(title, reason) for title, reason, _ in signalled] == [
+        ("custom 2", "queue full"),
+        ("custom 3", "queue full"),
+        ("custom 4", "queue full"),
+    ]
+    assert all(name.endswith("-dispatch") for _, _, name in signalled)
+    assert [a.title for a in memory.alerts] == ["custom 0", "custom 1"]
+    assert memory.alerts[0].dropped == 3  # the next message tells the loss
+    assert alerting.stats()["dropped"] == 3
+
+
+def test_without_threads_flush_and_shutdown_deliver_on_the_callers_thread(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python refuses new threads at interpreter exit (3.12); an alert raised then (an
+    atexit handler, the exit hook's own flush) must still be delivered."""
+    memory = MemoryNotifier()
+    alerting = make_alerting(app, notifiers=[memory])
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with app.app_context():
+        alerting.alert("raised at exit")  # never raises into the caller
+    assert memory.alerts == []
+    assert alerting.flush(5)
+    assert [a.title for a in memory.alerts] == ["raised at exit"]
+    with app.app_context():
+        alerting.alert("raised during shutdown")
+    assert alerting.shutdown(5)
+    assert [a.title for a in memory.alerts] == ["raised at exit", "raised during shutdown"]

@@ -456,15 +456,16 @@ def test_shutdown_reports_what_it_could_not_deliver_and_is_bounded(
         elapsed = time.monotonic() - started
     # Bounded by the timeout (plus a small floor per thread); generous margin for load.
     assert elapsed < 5.0
-    assert sorted(dropped) == [
-        ("in flight", "shutdown"),
-        ("queued 1", "shutdown"),
-        ("queued 2", "shutdown"),
-    ]
+    # The queued ones are lost and said so; the one still being sent may yet arrive, so
+    # it is reported as unknown, not as dropped.
+    assert sorted(dropped) == [("queued 1", "shutdown"), ("queued 2", "shutdown")]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("3 alert(s) undelivered" in m and "'queued 2'" in m for m in errors)
+    assert any("2 alert(s) undelivered" in m and "'queued 2'" in m for m in errors)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("still sending 'in flight' at shutdown" in m for m in warnings)
     assert [a.title for a in memory.alerts] == ["in flight", "queued 1", "queued 2"]
-    assert gate.closed.is_set() and memory.close_calls == 1
+    # close() is not called under a send that is still running; the idle one is closed.
+    assert not gate.closed.is_set() and memory.close_calls == 1
     # The blocked thread ends as soon as its notifier returns.
     gate.gate.set()
     assert join_threads("flask-alerting-shutdown-blocked-") == []
