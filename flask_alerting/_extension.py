@@ -82,7 +82,12 @@ def _build_smtp(config: Config, ssl_context: Any = None) -> SMTPNotifier:
     import ssl
 
     if ssl_context is None and config.smtp_ca_file:
-        ssl_context = ssl.create_default_context(cafile=config.smtp_ca_file)
+        try:
+            ssl_context = ssl.create_default_context(cafile=config.smtp_ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigurationError(
+                "ALERTING_SMTP_CA_FILE", f"a readable PEM file of CA certificates ({exc})"
+            ) from exc
     assert config.smtp_host is not None and config.mail_sender is not None
     return SMTPNotifier(
         config.smtp_host,

@@ -124,6 +124,9 @@ class Alert:
             number = getattr(self, name)
             if number is not None:
                 set_(self, name, float(number))
+        if self.fingerprint:
+            # It travels in a mail header (X-Alert-Fingerprint): one line, bounded.
+            set_(self, "fingerprint", one_line(self.fingerprint))
         if not self.fingerprint:
             set_(
                 self,

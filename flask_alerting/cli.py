@@ -24,10 +24,11 @@ alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
 #: Units of the built-in rules' values, for display.
 _UNITS = {"cpu": "%", "memory": "%", "disk": "%", "swap": "%", "rss": "MiB"}
 
-#: ``flask alerting check`` exit statuses.
+#: ``flask alerting check`` exit statuses: 0 healthy, 1 not (a breach, or a probe that
+#: failed: its value is unknown). 2 is left alone: container health checks reserve it.
 EXIT_OK = 0
 EXIT_BREACHED = 1
-EXIT_PROBE_FAILED = 2
+EXIT_PROBE_FAILED = 1
 
 
 def _state() -> Any:
@@ -221,7 +222,7 @@ def check_command(window: float) -> None:
     """Sample every metric rule once and compare it with its threshold.
 
     Changes no rule state and sends nothing. Exit status 0 when no rule is above its
-    threshold, 1 when one is, 2 when a probe failed (and none is above): usable as a
+    threshold, 1 when one is or when a probe failed (its value is unknown): usable as a
     health check.
     """
     state = _state()

@@ -165,8 +165,8 @@ def _text(key: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(key, "a non-empty string", value)
-    if "\r" in value or "\n" in value:
-        raise ConfigurationError(key, "a string without line breaks", value)
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigurationError(key, "a string without line breaks or NUL", value)
     return value.strip()
 
 
@@ -230,7 +230,7 @@ def _recipients(key: str, value: Any) -> tuple[str, ...]:
         address = item.strip()
         if not address:
             continue
-        if "@" not in address or any(ch in address for ch in "\r\n,"):
+        if "@" not in address or any(ch in address for ch in "\r\n\0,"):
             raise ConfigurationError(key, "e-mail addresses like admin@example.com", value)
         clean.append(address)
     return tuple(clean)

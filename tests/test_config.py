@@ -305,3 +305,38 @@ def test_a_bad_password_value_is_not_echoed() -> None:
         load({"ALERTING_SMTP_PASSWORD": 987654321})
     assert info.value.key == "ALERTING_SMTP_PASSWORD"
     assert "987654321" not in str(info.value)
+
+
+def test_a_ca_file_that_is_not_pem_is_a_configuration_error(
+    app: Flask, tmp_path: Path
+) -> None:
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("this is not a certificate\n", encoding="utf-8")
+    app.config.update(
+        ALERTING_SMTP_HOST="127.0.0.1",
+        ALERTING_SMTP_CA_FILE=str(bad),
+        ALERTING_MAIL_SENDER="alerts@example.com",
+        ALERTING_MAIL_RECIPIENTS="admin@example.com",
+    )
+    with pytest.raises(ConfigurationError, match="ALERTING_SMTP_CA_FILE") as info:
+        FlaskAlerting(app)
+    assert info.value.key == "ALERTING_SMTP_CA_FILE"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ALERTING_MAIL_SENDER", "alerts\0@example.com"),
+        ("ALERTING_MAIL_RECIPIENTS", "admin@example.com, ops\0@example.com"),
+    ],
+)
+def test_nul_in_addresses_is_a_configuration_error(key: str, value: str) -> None:
+    config = {
+        "ALERTING_SMTP_HOST": "127.0.0.1",
+        "ALERTING_MAIL_SENDER": "alerts@example.com",
+        "ALERTING_MAIL_RECIPIENTS": "admin@example.com",
+        key: value,
+    }
+    with pytest.raises(ConfigurationError) as info:
+        load_config(config, {}, app_name="x", testing=False)
+    assert info.value.key == key

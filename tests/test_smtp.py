@@ -681,3 +681,18 @@ def test_bad_addresses_are_refused_at_construction() -> None:
             SMTPNotifier("mail.example.com", **kwargs)
     with pytest.raises(ValueError, match="security"):
         SMTPNotifier("mail.example.com", security="tls", sender=SENDER, recipients=ADMIN)
+
+
+def test_a_fingerprint_with_line_breaks_is_one_line_and_the_email_leaves(
+    smtp_server: SMTPServer,
+) -> None:
+    notifier = SMTPNotifier(
+        smtp_server.host, smtp_server.port, security="none", sender=SENDER, recipients=ADMIN
+    )
+    alert = Alert(title="custom", fingerprint="job-17\r\nBcc: victim@example.com")
+    assert alert.fingerprint == "job-17 Bcc: victim@example.com"
+    notifier.send(alert)
+    message = smtp_server.wait_for(1)[0]
+    assert message["X-Alert-Fingerprint"] == "job-17 Bcc: victim@example.com"
+    assert message["Bcc"] is None
+    assert smtp_server.envelopes[0][1] == [ADMIN]
