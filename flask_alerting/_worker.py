@@ -395,6 +395,7 @@ class Pipeline:
         self.clock = clock
         self.shutdown_timeout = shutdown_timeout
         self.closed = False
+        self.after_close = 0
         self._reset()
         _pipelines.add(self)
 
@@ -435,6 +436,7 @@ class Pipeline:
         """Hand an alert (or a builder of one) to the dispatch thread. Never blocks."""
         if not self._running:
             if not self._start():
+                self._after_close(item)
                 return
         if self._inbound.qsize() >= self.queue_size:
             self._overflow(item)
@@ -457,6 +459,18 @@ class Pipeline:
         # Without a thread (it could not start) items wait in the queue; flush() and
         # shutdown() then process them on their caller's thread.
         return True
+
+    def _after_close(self, item: Item) -> None:
+        """An alert raised after shutdown(): not sent, but counted and said (once)."""
+        with self._lock:
+            self.after_close += 1
+            first = self.after_close == 1
+        if first:
+            logger.warning(
+                "flask-alerting: an alert was raised after shutdown() of app %r and is not "
+                "sent (further ones are only counted: stats()['after_shutdown'])",
+                self.name,
+            )
 
     def _overflow(self, item: Item) -> None:
         with self._lock, guard("counting a dropped alert"):
@@ -662,6 +676,7 @@ class Pipeline:
             "suppressed": self.dispatcher.suppressed,
             "digests": self.dispatcher.digests,
             "dropped": self.drops.total + sum(w.drops.total for w in self.workers),
+            "after_shutdown": self.after_close,
             "throttle_windows": self.dispatcher.throttle.pending(),
             "notifiers": {
                 w.notifier.name: {"queued": w.depth, "sent": w.sent, "failed": w.failed}

@@ -395,7 +395,7 @@ def test_digest_with_fake_clock_and_flush(
 
 
 def test_shutdown_emits_pending_digests_flushes_stops_and_closes(
-    make_alerting: Callable[..., FlaskAlerting],
+    make_alerting: Callable[..., FlaskAlerting], caplog: pytest.LogCaptureFixture
 ) -> None:
     app = quiet_app("shutdown-ok")
     notifier = ClosingMemoryNotifier()
@@ -419,9 +419,15 @@ def test_shutdown_emits_pending_digests_flushes_stops_and_closes(
     # Idempotent, and a closed pipeline accepts no more work (no thread restarts).
     assert alerting.shutdown(timeout=1.0) is True
     assert notifier.close_calls == 1
-    alerting.alert("after shutdown")
+    with caplog.at_level(logging.WARNING, logger="flask_alerting"):
+        alerting.alert("after shutdown")
+        alerting.alert("after shutdown again")
     assert alive_threads("flask-alerting-shutdown-ok-") == []
     assert len(notifier.alerts) == 3
+    # Not sent, but never silent: said once, then counted.
+    said = [r.getMessage() for r in caplog.records if "after shutdown()" in r.getMessage()]
+    assert len(said) == 1
+    assert alerting.stats(app)["after_shutdown"] == 2
 
 
 def test_shutdown_reports_what_it_could_not_deliver_and_is_bounded(
