@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from flask import has_request_context
+from flask import g as flask_g
+from flask import has_app_context, has_request_context
 from flask import request as flask_request
 from werkzeug.wrappers import Request as WerkzeugRequest
 
@@ -45,9 +46,13 @@ from .scrub import (
 if TYPE_CHECKING:
     from flask import Request
 
-#: Marks an exception object as already alerted, so that no path reports it twice
-#: (request capture, ``capture_exception``, :class:`~flask_alerting.AlertingHandler`).
+#: Marks an exception object alerted outside any app context, so that no path reports it
+#: twice (``capture_exception``, :class:`~flask_alerting.AlertingHandler`).
 CAPTURED_ATTR = "__flask_alerting_captured__"
+
+#: Where a request (or, outside requests, an app context's ``g``) keeps the exceptions
+#: alerted during its lifetime: ``id(exc) -> exc``.
+_MARKS_ATTR = "_flask_alerting_captured"
 
 #: Request bodies up to this many bytes are parsed for the alert when the view did not
 #: parse them itself (werkzeug caches the parsed form and JSON, so a view that did pays
@@ -70,11 +75,43 @@ _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-da
 # -- "already reported" marks -------------------------------------------------------------
 
 
+def _marks() -> dict[int, BaseException] | None:
+    """The current request's marks, else the current app context's; None outside both.
+
+    Per request rather than per app context: requests share one app context when one was
+    already pushed for the app (pytest-flask, ``with app.app_context()`` around a client).
+    """
+    if has_request_context():
+        holder = flask_request._get_current_object()  # type: ignore[attr-defined]
+    elif has_app_context():
+        holder = flask_g._get_current_object()
+    else:
+        return None
+    marks: dict[int, BaseException] | None = getattr(holder, _MARKS_ATTR, None)
+    if marks is None:
+        marks = {}
+        setattr(holder, _MARKS_ATTR, marks)
+    return marks
+
+
 def mark_captured(exc: BaseException) -> bool:
-    """Mark ``exc`` as alerted; False when it already was."""
-    if getattr(exc, CAPTURED_ATTR, False):
-        return False
+    """Mark ``exc`` as alerted; False when it already was.
+
+    Inside a request the mark lasts for that request, inside an app context (no request)
+    for that context: the same exception object raised again later (a failed ``Future``,
+    a cached initialisation error) is alerted again in each request. Outside any app
+    context the mark is an attribute of the exception and lasts as long as it.
+    Never raises.
+    """
     try:
+        marks = _marks()
+        if marks is not None:
+            if marks.get(id(exc)) is exc:
+                return False
+            marks[id(exc)] = exc  # keeps exc alive, so its id is not reused meanwhile
+            return True
+        if getattr(exc, CAPTURED_ATTR, False):
+            return False
         setattr(exc, CAPTURED_ATTR, True)
     except Exception:  # pragma: no cover - exceptions with __slots__ and no __dict__
         pass
@@ -82,7 +119,11 @@ def mark_captured(exc: BaseException) -> bool:
 
 
 def is_captured(exc: BaseException) -> bool:
-    """Whether ``exc`` was already alerted."""
+    """Whether ``exc`` was already alerted (in the current request or app context, or,
+    outside any, ever; see :func:`mark_captured`)."""
+    if has_app_context():  # a request context always comes with one
+        marks = _marks()
+        return marks is not None and marks.get(id(exc)) is exc
     return bool(getattr(exc, CAPTURED_ATTR, False))
 
 
@@ -97,7 +138,6 @@ def exception_name(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-@functools.lru_cache(maxsize=4096)
 @functools.lru_cache(maxsize=4096)
 def _is_library_file(filename: str) -> bool:
     if filename.startswith("<"):
@@ -181,21 +221,46 @@ def _plain(value: Any) -> Any:
     return cut(value if isinstance(value, str) else str(value))
 
 
+#: Stands for a body that was not read: its length is unknown (a chunked upload).
+UNKNOWN_LENGTH_BODY = "[body of unknown length, not included]"
+
+
+def _body_cached(req: Request) -> bool:
+    """Whether werkzeug already holds the body in memory (the view read or parsed it)."""
+    return (
+        getattr(req, "_cached_data", None) is not None
+        or "form" in req.__dict__  # the parsed form (an instance-dict cached_property)
+        or getattr(req, "_cached_json", (Ellipsis, Ellipsis)) != (Ellipsis, Ellipsis)
+    )
+
+
 def _body(req: Request, snap: dict[str, Any]) -> None:
     length = req.content_length
+    # A body the view did not read is read here only when its length is known and
+    # small: a chunked upload (no Content-Length) could be of any size.
+    readable = _body_cached(req) or (length is not None and length <= MAX_BODY_READ)
     if req.is_json:
-        if length is not None and length > MAX_BODY_READ:
-            snap["json"] = f"[JSON body of {length} bytes, not included]"
+        if not readable:
+            snap["json"] = (
+                UNKNOWN_LENGTH_BODY
+                if length is None
+                else f"[JSON body of {length} bytes, not included]"
+            )
             return
         data = req.get_json(silent=True)
-        if data is None and length:
-            snap["json"] = f"[{length} bytes of invalid or unreadable JSON, not included]"
+        if data is None and length != 0:
+            snap["json"] = (
+                f"[{length} bytes of invalid or unreadable JSON, not included]"
+                if length
+                else "[invalid or unreadable JSON, not included]"
+            )
             return
         snap["json"], snap["json_truncated"] = bounded_copy(data)
     elif req.mimetype in _FORM_TYPES:
-        # werkzeug keeps a parsed form in the instance dict (cached_property).
-        if length is not None and length > MAX_BODY_READ and "form" not in req.__dict__:
-            snap["form"] = {"[body]": f"{length} bytes, not included"}
+        if not readable:
+            snap["form"] = {
+                "[body]": UNKNOWN_LENGTH_BODY if length is None else f"{length} bytes, not included"
+            }
             return
         snap["form"] = bounded_items(req.form.items(multi=True))
         files = req.files
@@ -527,6 +592,20 @@ def format_traceback(exc: BaseException) -> str:
 # -- the alert ------------------------------------------------------------------------------
 
 
+def copy_details(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain data for the ``extra`` details of ``capture_exception``, on the caller's thread.
+
+    The values may be objects whose ``repr`` stops working once the caller moves on (an
+    ORM instance detached at teardown): rendering them on the dispatch thread would lose
+    the alert. See :func:`~flask_alerting.scrub.bounded_copy`. Never raises.
+    """
+    try:
+        copied, _ = bounded_copy(dict(extra))
+    except Exception:
+        return {"[unavailable]": "the details could not be copied"}
+    return copied  # type: ignore[no-any-return]
+
+
 def error_alert_builder(
     exc: BaseException,
     *,
@@ -547,7 +626,8 @@ def error_alert_builder(
     :param exc: the exception.
     :param labels: base labels (``app``, ``host``), plus ``endpoint`` inside a request.
     :param request: a request snapshot (see :func:`snapshot_request`).
-    :param extra: extra details given to ``capture_exception`` (copied now).
+    :param extra: extra details given to ``capture_exception`` (copied now, see
+        :func:`copy_details`).
     :param log: facts about the log record that reported the exception, if any.
     :param severity: ``"error"``, or ``"critical"`` for critical log records.
     :param scrub_fields: extra sensitive names (``ALERTING_SCRUB_FIELDS``).
@@ -568,7 +648,7 @@ def error_alert_builder(
     if fingerprint is None:
         fingerprint = error_fingerprint(exc, endpoint)
     headline = " ".join(message[:1000].split())
-    extra = dict(extra) if extra else None
+    extra = copy_details(extra) if extra else None
     log = dict(log) if log else None
     del exc
 

@@ -32,6 +32,11 @@ OWN_LOGGER = "flask_alerting"
 #: Threads whose records are never turned into alerts (the delivery and sampler threads).
 OWN_THREAD_PREFIX = "flask-alerting"
 
+#: The ``exception`` label of the alert made from a record without an exception. Every
+#: error alert carries that label; this value (which no class name can take) says that
+#: the error was logged, not raised, so routing and grouping rules on ``exception`` see it.
+LOG_RECORD_EXCEPTION = "(log record)"
+
 _local = threading.local()
 
 
@@ -48,11 +53,13 @@ class AlertingHandler(logging.Handler):
 
     A record carrying an exception (``logger.exception(...)``, ``exc_info=True``) becomes
     an error alert exactly like :meth:`FlaskAlerting.capture_exception` would raise, with
-    the record's logger and message added; an exception that was already alerted (by the
-    request capture, ``capture_exception`` or another handler) is skipped, so Flask's own
-    ``"Exception on ..."`` record never makes a second e-mail. A record without an
+    the record's logger and message added; an exception already alerted in the same
+    request (by the request capture, ``capture_exception`` or another handler) is skipped,
+    so Flask's own ``"Exception on ..."`` record never makes a second e-mail. A record without an
     exception becomes an error alert titled with its message, grouped by logger and call
-    site (never by message text). Inside a request, alerts carry the request context.
+    site (never by message text), with the labels ``logger`` (the record's logger name)
+    and ``exception`` = :data:`LOG_RECORD_EXCEPTION` (``"(log record)"``). Inside a
+    request, alerts carry the request context.
 
     Records from the ``flask_alerting`` loggers and from flask-alerting's own threads are
     ignored, so the handler can sit on the root logger without ever looping.
@@ -127,7 +134,9 @@ class AlertingHandler(logging.Handler):
         if exc is not None:
             self.alerting._capture(state, exc, {}, log=log, severity=severity)
             return
-        labels, snapshot = request_context({**state.labels, "logger": record.name})
+        labels, snapshot = request_context(
+            {**state.labels, "logger": record.name, "exception": LOG_RECORD_EXCEPTION}
+        )
         state.submit(
             log_alert_builder(
                 record,

@@ -101,12 +101,31 @@ def bounded_items(pairs: Iterable[tuple[Any, Any]], limit: int = MAX_ITEMS) -> d
     return out
 
 
+def safe_repr(value: Any) -> str:
+    """``repr(value)``, or ``"[repr() failed: <error class>]"`` when that raises."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"[repr() failed: {type(exc).__name__}]"
+
+
+def _name(key: Any) -> str:
+    if isinstance(key, str):
+        return str.__str__(key)
+    try:
+        return str(key)
+    except Exception:
+        return safe_repr(key)
+
+
 def bounded_copy(value: Any, budget: int = JSON_BUDGET) -> tuple[Any, bool]:
     """A deep copy of JSON-like ``value`` holding roughly at most ``budget`` characters.
 
     Strings are cut, and lists and objects stop growing once the budget is spent (a
     ``"[truncated]"`` marker says so). Only dicts, lists, tuples, strings, numbers,
-    booleans and None are kept as such; anything else becomes its ``repr`` (cut).
+    booleans and None are kept as such; anything else becomes its ``repr`` (cut), taken
+    now, or :func:`safe_repr`'s placeholder when ``repr`` raises. The copy is plain data:
+    rendering it later calls no code of the original objects.
 
     :returns: ``(copy, truncated)``.
     """
@@ -115,6 +134,7 @@ def bounded_copy(value: Any, budget: int = JSON_BUDGET) -> tuple[Any, bool]:
 
     def copy(item: Any, depth: int) -> Any:
         if isinstance(item, str):
+            item = str.__str__(item)  # a plain str, also of a str subclass
             room = max(left[0], 16)
             left[0] -= len(item) + 2
             if len(item) > room:
@@ -134,7 +154,7 @@ def bounded_copy(value: Any, budget: int = JSON_BUDGET) -> tuple[Any, bool]:
                     truncated[0] = True
                     out[TRUNCATED] = f"{len(item) - index} more keys"
                     break
-                name = cut(str(key), 200)
+                name = cut(_name(key), 200)
                 left[0] -= len(name) + 4
                 out[name] = copy(sub, depth + 1)
             return out
@@ -148,7 +168,7 @@ def bounded_copy(value: Any, budget: int = JSON_BUDGET) -> tuple[Any, bool]:
                 left[0] -= 2
                 items.append(copy(sub, depth + 1))
             return items
-        return copy(repr(item), depth)
+        return copy(safe_repr(item), depth)
 
     result = copy(value, 0)
     return result, truncated[0]

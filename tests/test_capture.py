@@ -9,6 +9,7 @@ duplicate cannot hide in a digest.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email
 import email.policy
 import gc
@@ -27,14 +28,18 @@ from typing import Any
 import pytest
 from flask import Blueprint, Flask, abort, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from flask_alerting import Alert, AlertingHandler, FlaskAlerting, MemoryNotifier, alert_raised
 from flask_alerting.capture import (
     CAPTURED_ATTR,
+    MAX_BODY_READ,
     MAX_EXCEPTION_TEXT,
     error_alert_builder,
     error_fingerprint,
     format_traceback,
+    is_captured,
 )
 from flask_alerting.config import DEFAULT_ERROR_RESPONSE
 from flask_alerting.scrub import FILTERED, JSON_BUDGET
@@ -204,6 +209,68 @@ def test_invalid_json_and_files_are_described_not_dumped(
     assert second["form"] == {"title": "report"}
     assert second["files"] == {"file": "'r.csv' (text/csv)"}
     assert "FILE-CONTENT" not in repr(second)
+
+
+def _chunked_request(path: str, content_type: str, body: io.BytesIO) -> Request:
+    """A request as a WSGI server hands over a chunked upload: no Content-Length, the
+    input terminated by the server (``wsgi.input_terminated``)."""
+    environ = EnvironBuilder(path, method="POST", content_type=content_type).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input"] = body
+    environ["wsgi.input_terminated"] = True
+    return Request(environ)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "section"),
+    [("application/json", "json"), ("application/x-www-form-urlencoded", "form")],
+)
+def test_a_body_of_unknown_length_is_not_read_on_the_request_path(
+    app: Flask, alerting: FlaskAlerting, memory: MemoryNotifier, content_type: str, section: str
+) -> None:
+    @app.route("/upload", methods=["POST"])
+    def upload() -> str:
+        raise CheckoutError("failed before reading the upload")
+
+    size = 3 * MAX_BODY_READ
+    if section == "json":
+        body = io.BytesIO(b'{"rows": [' + b"1," * (size // 2) + b"1]}")
+    else:
+        body = io.BytesIO(b"a=" + b"x" * size)
+    response = app.test_client().open(_chunked_request("/upload", content_type, body))
+    assert response.status_code == 500
+    assert alerting.flush(5.0)
+    assert body.tell() <= MAX_BODY_READ  # not consumed (beyond the limit) for the alert
+    alert = memory.alerts[0]
+    assert alert.labels["exception"] == "tests.test_capture.CheckoutError"
+    assert "body of unknown length, not included" in str(alert.details["request"][section])
+
+
+def test_a_body_of_unknown_length_the_view_parsed_is_included(
+    app: Flask, make_alerting: Make, memory: MemoryNotifier
+) -> None:
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=0)
+
+    @app.route("/json", methods=["POST"])
+    def parsed_json() -> str:
+        request.get_json()
+        raise CheckoutError("json")
+
+    @app.route("/form", methods=["POST"])
+    def parsed_form() -> str:
+        request.form.get("sku")
+        raise CheckoutError("form")
+
+    client = app.test_client()
+    client.open(_chunked_request("/json", "application/json", io.BytesIO(b'{"sku": "A1"}')))
+    client.open(
+        _chunked_request("/form", "application/x-www-form-urlencoded", io.BytesIO(b"sku=B2"))
+    )
+    assert alerting.flush(5.0)
+    json_alert, form_alert = (a.details["request"] for a in memory.alerts)
+    assert json.loads(json_alert["json"]) == {"sku": "A1"}
+    assert form_alert["form"] == {"sku": "B2"}
 
 
 def test_logged_like_the_seed_in_the_log_file_and_the_flask_alerting_logger(
@@ -486,6 +553,37 @@ def test_capture_exception_in_a_view_seed_style(
     assert alert.details["extra"] == {"model": "v2", "api_token": FILTERED}
 
 
+class _Order:
+    """Like an ORM instance: its repr() fails once detached (after the request's teardown)."""
+
+    def __init__(self, always_broken: bool = False) -> None:
+        self.detached = always_broken
+
+    def __repr__(self) -> str:
+        if self.detached:
+            raise RuntimeError("Instance <Order> is not bound to a Session")
+        return "<Order 7>"
+
+    __str__ = __repr__
+
+
+def test_extra_details_are_copied_when_captured_so_a_later_failing_repr_loses_nothing(
+    app: Flask, make_alerting: Make, smtp_config: dict[str, Any], smtp_server: SMTPServer
+) -> None:
+    alerting = smtp_alerting(app, make_alerting, smtp_config, throttle_seconds=0)
+    order, broken = _Order(), _Order(always_broken=True)
+    try:
+        raise CheckoutError("saving the order failed")
+    except CheckoutError:
+        alerting.capture_exception(order=order, lines=[order, 3], broken=broken)
+    order.detached = True  # the session closed: repr() raises from now on
+    assert alerting.flush(10.0)
+    body = plain_body(smtp_server.wait_for(1)[0])
+    assert "order: <Order 7>" in body
+    assert '["<Order 7>", 3]' in body
+    assert "broken: [repr() failed: RuntimeError]" in body
+
+
 def test_captured_then_reraised_is_alerted_once(
     app: Flask, alerting: FlaskAlerting, raised: list[Alert]
 ) -> None:
@@ -501,6 +599,87 @@ def test_captured_then_reraised_is_alerted_once(
     assert app.test_client().get("/fail").status_code == 500
     assert alerting.flush(5.0)
     assert len(raised) == 1
+
+
+def _failed_future() -> concurrent.futures.Future[str]:
+    future: concurrent.futures.Future[str] = concurrent.futures.Future()
+    try:
+        raise CheckoutError("the pricing service never started")
+    except CheckoutError as exc:
+        future.set_exception(exc)
+    return future
+
+
+def test_one_exception_object_reraised_in_every_request_is_alerted_in_each(
+    app: Flask, make_alerting: Make, memory: MemoryNotifier, raised: list[Alert]
+) -> None:
+    # A failed Future (or a cached initialisation error) re-raises the same object in
+    # every request: each of those requests answers 500 and must be alerted. Within one
+    # request every path that sees it (capture_exception, the request capture, Flask's
+    # log record through AlertingHandler) still makes one alert.
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=0)
+    handler = AlertingHandler(alerting)
+    app.logger.addHandler(handler)
+    future = _failed_future()
+
+    @app.route("/price")
+    def price() -> str:
+        try:
+            return future.result()
+        except CheckoutError:
+            alerting.capture_exception()
+            alerting.capture_exception()
+            raise
+
+    try:
+        client = app.test_client()
+        assert [client.get("/price").status_code for _ in range(5)] == [500] * 5
+        assert alerting.flush(5.0)
+    finally:
+        app.logger.removeHandler(handler)
+    assert len(raised) == 5 and len(memory.alerts) == 5
+    assert {a.labels["endpoint"] for a in memory.alerts} == {"price"}
+    exc = future.exception()
+    assert exc is not None and not is_captured(exc)  # the marks lived in each request
+
+
+def test_one_exception_object_reraised_in_every_request_is_counted_in_the_digest(
+    app: Flask, make_alerting: Make, memory: MemoryNotifier, clock: FakeClock
+) -> None:
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=60, clock=clock)
+    future = _failed_future()
+    app.add_url_rule("/price", "price", future.result)
+    client = app.test_client()
+    assert [client.get("/price").status_code for _ in range(5)] == [500] * 5
+    assert alerting.flush(5.0)
+    clock.advance(61)
+    assert alerting.flush(5.0)
+    assert [a.occurrences for a in memory.alerts] == [1, 4]
+
+
+def test_marks_last_for_one_app_context_outside_requests_and_forever_outside_contexts(
+    app: Flask, alerting: FlaskAlerting, raised: list[Alert]
+) -> None:
+    try:
+        raise CheckoutError("cached")
+    except CheckoutError as exc:
+        cached = exc
+
+    def job() -> None:  # its own thread: pytest-flask pushes a context around the test
+        for _ in range(2):
+            with app.app_context():
+                alerting.capture_exception(cached)
+                alerting.capture_exception(cached)
+        alerting.capture_exception(cached)  # no context at all: marked on the object
+        alerting.capture_exception(cached)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    worker.join(5.0)
+    assert not worker.is_alive()
+    assert alerting.flush(5.0)
+    assert len(raised) == 3
+    assert getattr(cached, CAPTURED_ATTR) is True
 
 
 def test_capture_exception_in_a_background_job_without_any_context(
@@ -728,7 +907,6 @@ def test_flask_log_record_our_alert_and_the_handler_make_one_email(
         app.logger.removeHandler(handler)
     flask_records = [r for r in caplog.records if r.getMessage().startswith("Exception on /fail")]
     assert len(flask_records) == 1 and flask_records[0].exc_info is not None
-    assert getattr(flask_records[0].exc_info[1], CAPTURED_ATTR) is True
     smtp_server.wait_for(1)
     assert len(smtp_server.raw) == 1
 

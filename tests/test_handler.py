@@ -18,7 +18,8 @@ from flask_alerting import (
     Notifier,
     alert_raised,
 )
-from flask_alerting.capture import CAPTURED_ATTR
+from flask_alerting.capture import is_captured
+from flask_alerting.handler import LOG_RECORD_EXCEPTION
 from flask_alerting.scrub import FILTERED
 from tests.smtp_server import SMTPServer
 
@@ -94,6 +95,8 @@ def test_record_without_exception_and_critical_severity(
     assert alert.kind == "error" and alert.severity == "critical"
     assert alert.title == "shop.stock: stock database unreachable for 30 s"
     assert alert.labels["logger"] == "shop.stock"
+    # Error alerts all carry ``exception``: here, that the record had none.
+    assert alert.labels["exception"] == LOG_RECORD_EXCEPTION == "(log record)"
     assert "stock database unreachable for 30 s" in alert.message
     assert "Stack (most recent call last)" in (alert.traceback or "")
 
@@ -201,7 +204,7 @@ def test_logged_first_then_unhandled_is_one_alert_with_both_contexts(
             raise KeyError("sku")
         except KeyError as exc:
             log.exception("lookup failed")
-            assert getattr(exc, CAPTURED_ATTR) is True
+            assert is_captured(exc)  # marked for this request
             raise
 
     app.test_client().get("/fail?password=hunter2")

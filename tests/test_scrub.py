@@ -21,6 +21,7 @@ from flask_alerting.scrub import (
     cut,
     get_scrubber,
     normalise,
+    safe_repr,
 )
 
 
@@ -179,6 +180,32 @@ def test_bounded_copy_turns_other_objects_into_text_and_stops_deep_nesting() -> 
     assert copy["obj"].startswith("<object object")
     assert truncated
     assert "leaf" not in json.dumps(copy)
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise LookupError("detached")
+
+    __str__ = __repr__
+
+
+class _Tagged(str):
+    def __str__(self) -> str:
+        raise LookupError("never called")
+
+
+def test_bounded_copy_never_raises_on_objects_whose_repr_or_str_fail() -> None:
+    value = {"obj": _Unprintable(), _Unprintable(): 1, "list": [_Unprintable(), "ok"]}
+    copy, truncated = bounded_copy({**value, "tag": _Tagged("sku-1")})
+    assert copy == {
+        "obj": "[repr() failed: LookupError]",
+        "[repr() failed: LookupError]": 1,
+        "list": ["[repr() failed: LookupError]", "ok"],
+        "tag": "sku-1",
+    }
+    assert type(copy["tag"]) is str and not truncated
+    assert safe_repr(_Unprintable()) == "[repr() failed: LookupError]"
+    assert safe_repr([1, "a"]) == "[1, 'a']"
 
 
 def test_clean_text_makes_lone_surrogates_encodable() -> None:
