@@ -534,7 +534,9 @@ class FlaskAlerting:
         The rule fires (kind ``"metric"``, label ``metric`` = ``name``) when the value has
         been above ``threshold`` for ``for_`` seconds, reminds every ``repeat_seconds``
         and resolves below ``threshold - hysteresis``. None means the app's
-        ``ALERTING_METRICS_FOR`` / ``_HYSTERESIS`` / ``_REPEAT_SECONDS``. Applies to every
+        ``ALERTING_METRICS_FOR`` / ``_REPEAT_SECONDS``, and for ``hysteresis``
+        ``ALERTING_METRICS_HYSTERESIS`` percent of the threshold (at most half of it); an
+        explicit hysteresis must be smaller than a threshold > 0. Applies to every
         app of this extension, including those initialised later. A probe that raises is
         logged and skipped; the probe runs on the sampler thread of one process per host.
 

@@ -26,8 +26,10 @@ import functools
 import inspect
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -156,6 +158,12 @@ class Timing:
         self._recorders: dict[str, _Recorder] = {}
         self._lock = threading.Lock()
         self._full_warned = False
+        _timings.add(self)
+
+    def _after_fork(self) -> None:
+        # A fork while another thread held the lock (registering a new name) copies it
+        # locked into the child, where no thread would ever release it.
+        self._lock = threading.Lock()
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -324,6 +332,18 @@ class Timer:
         return self._timing.wrap(func, threshold=self._threshold, name=self._rec.name)
 
 
+_timings: weakref.WeakSet[Timing] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for timing in list(_timings):
+        timing._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _check_threshold(threshold: float | None) -> float | None:
     if threshold is None:
         return None
@@ -379,7 +399,7 @@ def slow_request_alert_builder(
     timestamp: datetime,
 ) -> Callable[[], Alert]:
     """A builder of the alert for one slow request (``info``: method, path, endpoint,
-    status)."""
+    status). ``labels`` carry ``function`` (``"GET report"``) like every timing alert."""
 
     def build() -> Alert:
         what = f"{info['method']} {info['path']}"
@@ -443,7 +463,9 @@ def _report_slow_request(
         "endpoint": endpoint,
         "status": response.status_code,
     }
-    labels = dict(state.labels)
+    # Every timing alert names a function: for a request, its method and endpoint (the
+    # path when no endpoint matched, e.g. a 404).
+    labels = {**state.labels, "function": f"{request.method} {endpoint or request.path}"}
     if endpoint:
         labels["endpoint"] = endpoint
     state.submit(

@@ -13,6 +13,7 @@ from flask_alerting.metrics.rules import (
     Rule,
     RuleMachine,
     RuleSpec,
+    default_hysteresis,
     fmt_duration,
     fmt_number,
     metric_alert,
@@ -131,6 +132,46 @@ def test_hysteresis_band_keeps_firing_and_resolves_below_it(clock: FakeClock) ->
     assert event.value == 74.9
     assert event.breach_seconds == pytest.approx(20.0)
     assert machine.state == "ok"
+
+
+@pytest.mark.parametrize(("threshold", "hysteresis"), [(1.0, 5.0), (3.0, 3.0), (0.0, 0.5)])
+def test_hysteresis_reaching_below_zero_is_refused(threshold: float, hysteresis: float) -> None:
+    """threshold=1, hysteresis=5 would resolve below -4: a count never gets there."""
+    with pytest.raises(ValueError, match="hysteresis of rule 'error-rate'"):
+        rule(name="error-rate", threshold=threshold, hysteresis=hysteresis)
+    with pytest.raises(ValueError, match="hysteresis"):  # add_rule builds a RuleSpec
+        RuleSpec(name="error-rate", probe=lambda: 0.0, threshold=threshold, hysteresis=hysteresis)
+
+
+def test_negative_threshold_takes_any_hysteresis(clock: FakeClock) -> None:
+    machine = RuleMachine(rule(threshold=-10.0, hysteresis=5.0, for_=0.0), clock)
+    assert machine.rule.resolve_below == -15.0
+    events = run(machine, clock, [-12.0, -5.0, -14.0, -15.5])
+    assert [(kind, value) for _, kind, value in events] == [
+        ("firing", -5.0),
+        ("resolved", -15.5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "amount", "relative", "expected"),
+    [
+        (80.0, 5.0, False, 5.0),  # points, as configured
+        (3.0, 5.0, False, 1.5),  # ALERTING_CPU_THRESHOLD=3: at most half the threshold
+        (0.0, 5.0, False, 0.0),
+        (1024.0, 10.0, True, 102.4),  # percent of the threshold
+        (1.0, 5.0, True, 0.05),
+        (2.0, 100.0, True, 1.0),  # 100 % would resolve only below 0
+        (-10.0, 5.0, True, 0.5),
+        (0.0, 5.0, True, 0.0),
+    ],
+)
+def test_default_hysteresis(
+    threshold: float, amount: float, relative: bool, expected: float
+) -> None:
+    hysteresis = default_hysteresis(threshold, amount, relative=relative)
+    assert hysteresis == pytest.approx(expected)
+    rule(threshold=threshold, hysteresis=hysteresis)  # always a valid rule
 
 
 def test_oscillating_value_gives_one_firing_and_one_resolved_per_breach(

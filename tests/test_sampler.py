@@ -23,7 +23,7 @@ from flask import Flask
 
 from flask_alerting import Alert, ConfigurationError, FlaskAlerting, MemoryNotifier
 from flask_alerting.metrics.probes import ProcessInfo, ProcessTable
-from flask_alerting.metrics.rules import Rule
+from flask_alerting.metrics.rules import Rule, RuleMachine
 from flask_alerting.metrics.sampler import (
     ERROR_LOG_INTERVAL,
     Sampler,
@@ -297,6 +297,97 @@ def test_lock_file_holds_readable_state(
     data = json.loads(lock.read_text())
     assert data["pid"] == os.getpid()
     assert data["rules"]["cpu"]["value"] == 42.0 and data["rules"]["cpu"]["state"] == "ok"
+
+
+def test_state_followed_by_stale_bytes_is_still_continued(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    """A writer killed between writing a shorter state and truncating the file (as an
+    earlier version could be) leaves the end of the longer one behind it."""
+    lock = tmp_path / "metrics.lock"
+    sent_a: list[Alert] = []
+    a = samplers(
+        [rule("cpu", Series(90.0))], submit=sent_a.append, lock_path=str(lock), clock=clock
+    )
+    assert a.tick() and [x.status for x in sent_a] == ["firing"]
+    a.stop()
+    lock.write_bytes(lock.read_bytes().rstrip() + b'"value":12.5}},"pid":99}\n')
+    sent_b: list[Alert] = []
+    b = samplers(
+        [rule("cpu", Series(91.0))], submit=sent_b.append, lock_path=str(lock), clock=clock
+    )
+    (seen,) = b.status()  # a stand-by reads it...
+    assert (seen.state, seen.value) == ("firing", 90.0)
+    clock.advance(5.0)
+    assert b.tick() and b.leader
+    assert sent_b == []  # ...and the next leader continues the breach: no second "firing"
+
+
+def test_shorter_state_leaves_one_json_document(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = tmp_path / "metrics.lock"
+
+    def probe() -> float:
+        if clock.now < 1010.0:
+            raise OSError("the sensor is unplugged " * 20)  # a long error in the state
+        return 42.0
+
+    sampler = samplers([rule("cpu", probe)], lock_path=str(lock), clock=clock)
+    sampler.tick()
+    long_size = lock.stat().st_size
+    assert "unplugged" in lock.read_text()
+    clock.advance(20.0)
+    sampler.tick()
+    data = json.loads(lock.read_text())  # trailing spaces only: one document
+    assert data["rules"]["cpu"]["value"] == 42.0 and data["rules"]["cpu"]["error"] is None
+    assert lock.stat().st_size == long_size  # overwritten in place, never truncated
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_lock_path_that_is_a_symlink_is_never_followed(
+    samplers: Callable[..., Sampler],
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    target_exists: bool,
+) -> None:
+    """Someone else's link at the predictable path must not make us write through it."""
+    victim = tmp_path / "victim.txt"
+    if target_exists:
+        victim.write_text("precious\n")
+    lock = tmp_path / "metrics.lock"
+    lock.symlink_to(victim)
+    sent: list[Alert] = []
+    sampler = samplers(
+        [rule("cpu", Series(90.0))], submit=sent.append, lock_path=str(lock), clock=clock
+    )
+    with caplog.at_level(logging.WARNING, logger="flask_alerting"):
+        assert sampler.tick()  # samples without the lock, as for any unusable lock file
+        clock.advance(5.0)
+        assert sampler.tick()
+    [record] = [r for r in caplog.records if "symbolic link" in r.getMessage()]
+    assert record.levelno == logging.ERROR and str(lock) in record.getMessage()
+    assert [x.status for x in sent] == ["firing"]
+    assert lock.is_symlink()
+    if target_exists:
+        assert victim.read_text() == "precious\n"
+    else:
+        assert not victim.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_configured_lock_file_that_is_a_symlink_is_a_configuration_error(
+    app: Flask, make_alerting: Make, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "metrics.lock").symlink_to(victim)
+    app.config.update(metrics_config(tmp_path))
+    with pytest.raises(ConfigurationError, match="ALERTING_METRICS_LOCK_FILE.*symbolic link"):
+        make_alerting(app, notifiers=[MemoryNotifier()])
+    assert victim.read_text() == "precious\n"
 
 
 def test_unopenable_lock_file_samples_anyway_with_a_warning(
@@ -624,6 +715,31 @@ def test_bad_metrics_config(app: Flask, make_alerting: Make, key: str, value: An
     app.config[key] = value
     with pytest.raises(ConfigurationError, match=key):
         make_alerting(app)
+
+
+def test_low_thresholds_resolve_with_the_default_hysteresis(
+    make_alerting: Make, app: Flask, memory: MemoryNotifier, clock: FakeClock, tmp_path: Path
+) -> None:
+    """ALERTING_METRICS_HYSTERESIS (5) taken as 5 points made threshold=1 resolve below -4
+    and ALERTING_CPU_THRESHOLD=3 below -2: firing for ever. A value of 0 must resolve."""
+    app.config.update(metrics_config(tmp_path, ALERTING_CPU_THRESHOLD=3))
+    alerting = make_alerting(app, notifiers=[memory], clock=clock)  # no startup error
+    alerting.add_rule("error-rate", lambda: 0.0, threshold=1.0)
+    alerting.add_rule("queue-depth", lambda: 0.0, threshold=200.0)
+    states = {s.name: s for s in alerting.rule_states()}
+    assert states["cpu"].resolve_below == 1.5  # points, at most half the threshold
+    assert states["memory"].resolve_below == 75.0  # points, as configured
+    assert states["error-rate"].resolve_below == pytest.approx(0.95)  # percent of threshold
+    assert states["queue-depth"].resolve_below == pytest.approx(190.0)
+    rules = {r.name: r for r in app.extensions["alerting"].sampler.rules}
+    for name, breach in (("cpu", 4.0), ("error-rate", 2.0), ("queue-depth", 250.0)):
+        machine = RuleMachine(rules[name], clock)
+        assert machine.observe(breach) is not None and machine.state == "firing"
+        clock.advance(5.0)
+        event = machine.observe(0.0)
+        assert event is not None and event.kind == "resolved", name
+    with pytest.raises(ValueError, match="hysteresis of rule 'too-wide'"):
+        alerting.add_rule("too-wide", lambda: 0.0, threshold=1.0, hysteresis=5.0)
 
 
 def test_add_rule_before_and_after_init_app(

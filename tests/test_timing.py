@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import select
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -509,8 +514,15 @@ def test_timers_in_many_threads_are_independent(
         thread.join(TIMEOUT)
         assert not thread.is_alive()
     assert durations == {i: float(i + 1) for i in range(workers)}
+    # The statistics are written without a lock, and timing.py documents that racing
+    # updates can be lost (a count, a window slot written twice). So the stats promise
+    # no exact max here, only figures made of these calls' durations; asserting the max
+    # of all eight asserted more than the design guarantees (and could fail under load).
     stats = alerting.timing_stats()["shared"]
-    assert stats.max == float(workers)
+    assert 1 <= stats.count <= workers
+    assert stats.window == stats.count
+    assert stats.max in set(durations.values())
+    assert stats.p95 in set(durations.values())
 
 
 def test_timer_as_decorator(
@@ -525,6 +537,55 @@ def test_timer_as_decorator(
         assert work() == 1
     [alert] = delivered(alerting, memory)
     assert alert.labels["function"] == "decorated"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_the_registry_lock_is_held_leaves_the_child_a_free_lock(
+    app: Flask, alerting: FlaskAlerting
+) -> None:
+    """A thread registering a new name holds the lock when another thread forks: the
+    child's copy of the lock would stay locked forever without the at-fork hook."""
+    timing = alerting._timing
+    config = app.extensions["alerting"].config
+    read_end, write_end = os.pipe()
+    # Held here rather than in a second thread: a Lock has no owner, the child inherits
+    # it locked either way, and the test needs no thread of its own.
+    with timing._lock, warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads (other tests' ones).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            code = 1
+            try:
+                with alerting.timer("born-in-child", threshold=60.0):  # a new name: locks
+                    pass
+                timing.add_app(config)  # an app initialised in the child: locks too
+                os.write(write_end, str(alerting.timing_stats()["born-in-child"].count).encode())
+                code = 0
+            finally:
+                os._exit(code)
+    os.close(write_end)
+    try:
+        exit_code = _wait_child(pid, 30.0)
+        report = os.read(read_end, 64)
+    finally:
+        os.close(read_end)
+    assert exit_code == 0, "the child hung on the timing lock it inherited locked"
+    assert report == b"1"
+    assert "born-in-child" not in alerting.timing_stats()  # the child's own registry
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """The child's exit code, or None after killing it when it hangs past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        select.select([], [], [], 0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 # -- inside requests ------------------------------------------------------------------------------
@@ -574,7 +635,8 @@ def test_slow_request_alert(
     assert alert.severity == "warning"
     assert alert.title == "Slow request: GET /report/2024 took 0.80 s (threshold 0.50 s)"
     assert alert.labels["endpoint"] == "report"
-    assert "function" not in alert.labels
+    # DESIGN.md: every timing alert carries "function"; for a request, method + endpoint
+    assert alert.labels["function"] == "GET report"
     assert alert.value == 0.8
     assert alert.threshold == 0.5
     request_info = alert.details["request"]
@@ -584,6 +646,23 @@ def test_slow_request_alert(
     assert request_info["status"] == 202
     assert request_info["duration"] == "0.800 s"
     assert "secret" not in alert.title + alert.message + str(alert.details)
+
+
+def test_slow_request_without_endpoint_names_its_path(
+    memory: MemoryNotifier, make_alerting: Callable[..., FlaskAlerting], perf: FakeClock
+) -> None:
+    app = make_app(ALERTING_SLOW_REQUEST_THRESHOLD=0.5)
+    alerting = make_alerting(app, notifiers=[memory])
+
+    @app.before_request
+    def slow_middleware() -> None:
+        perf.advance(0.7)  # runs for unrouted requests too
+
+    assert app.test_client().post("/no/such/page").status_code == 404
+    [alert] = delivered(alerting, memory)
+    assert alert.kind == "timing"
+    assert alert.labels["function"] == "POST /no/such/page"
+    assert "endpoint" not in alert.labels
 
 
 def test_slow_failing_request_reports_status_500(

@@ -12,6 +12,11 @@ Lifecycle of a rule (it breaches when ``value > threshold``)::
 ``for_ = 0`` fires on the first breaching sample (the seed's behaviour). A value that
 oscillates around the threshold gives one firing alert and at most one resolved alert per
 breach: while firing, only a drop below ``threshold - hysteresis`` resolves it.
+
+For a threshold > 0 the hysteresis must be smaller than the threshold, so that a value of
+0 always resolves a firing rule (for a threshold of 0 it must be 0);
+:func:`default_hysteresis` turns the app's ``ALERTING_METRICS_HYSTERESIS`` into a
+hysteresis that satisfies this.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ class Rule:
     :param threshold: the rule breaches when the value is strictly above it.
     :param for_: seconds a breach must last before the rule fires (0: first sample).
     :param hysteresis: a firing rule resolves when the value drops below
-        ``threshold - hysteresis``.
+        ``threshold - hysteresis``. For a threshold >= 0 it must be 0 or smaller than
+        the threshold.
     :param repeat_seconds: reminder interval while the rule keeps firing.
     :param severity: of its alerts.
     :param display_name: used in the text ("CPU Usage"); default: ``name``.
@@ -79,6 +85,12 @@ class Rule:
             object.__setattr__(self, field, float(value))
         if self.repeat_seconds <= 0:
             raise ValueError(f"repeat_seconds of rule {self.name!r} must be > 0")
+        if 0.0 <= self.threshold <= self.hysteresis and self.hysteresis > 0.0:
+            raise ValueError(
+                f"hysteresis of rule {self.name!r} ({self.hysteresis:g}) would resolve it "
+                f"only below {self.resolve_below:g}; with a threshold >= 0 it must be smaller "
+                f"than the threshold ({self.threshold:g}), or 0"
+            )
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
         if not self.display_name:
@@ -88,6 +100,25 @@ class Rule:
     def resolve_below(self) -> float:
         """A firing rule resolves when the value drops below this."""
         return self.threshold - self.hysteresis
+
+
+def default_hysteresis(threshold: float, amount: float, *, relative: bool) -> float:
+    """The hysteresis a rule gets from ``ALERTING_METRICS_HYSTERESIS`` (``amount``).
+
+    :param relative: ``amount`` is a percent of the threshold (rules whose unit is not a
+        percentage: process RSS, load, ``add_rule`` ones), else points (percent rules).
+
+    For a positive threshold it is at most half the threshold, so the rule resolves at a
+    value above 0: ``ALERTING_CPU_THRESHOLD = 3`` with the default 5 points resolves
+    below 1.5, where 5 points would need a value below -2, which never comes. For a
+    threshold of 0 it is 0 (the rule resolves below 0).
+    """
+    hysteresis = abs(threshold) * amount / 100.0 if relative else amount
+    if threshold > 0.0:
+        hysteresis = min(hysteresis, threshold / 2.0)
+    elif threshold == 0.0:
+        hysteresis = 0.0
+    return hysteresis
 
 
 @dataclasses.dataclass(frozen=True)

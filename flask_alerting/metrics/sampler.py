@@ -13,6 +13,13 @@ alerting about them again, and ``flask alerting status`` in any process can show
 
 The reloader's parent process never samples; after ``fork()`` the child gets a fresh
 thread (the parent's thread does not exist there) and never unlocks the parent's lock.
+
+The lock file's default path may be in the shared temp dir, so it is opened with
+``O_NOFOLLOW``: a symbolic link there is refused (logged; the process then samples
+without the lock), and a configured ``ALERTING_METRICS_LOCK_FILE`` that is one is a
+:class:`~flask_alerting.ConfigurationError`. The state is one JSON document padded with
+spaces to the file's size, written with one ``pwrite`` and never truncated, so the file
+is always readable whole; readers also ignore whatever follows the document.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any, NamedTuple
 # after the delivery pipeline's stops the samplers before the pipelines flush and close.
 from .. import _worker  # noqa: F401
 from ..alert import Alert, utcnow
+from ..config import ConfigurationError, ConfigVars
 from ..dispatch import Clock
 from .probes import (
     CPUPercent,
@@ -47,7 +55,15 @@ from .probes import (
     ProcessTable,
     SwapPercent,
 )
-from .rules import Event, Rule, RuleMachine, RuleSpec, RuleStatus, metric_alert
+from .rules import (
+    Event,
+    Rule,
+    RuleMachine,
+    RuleSpec,
+    RuleStatus,
+    default_hysteresis,
+    metric_alert,
+)
 
 try:  # pragma: no cover - always there on POSIX
     import fcntl
@@ -66,6 +82,8 @@ TOP_N = 5
 SHARE_EVERY = 10.0
 #: Errors of one probe are logged again at most this often (seconds).
 ERROR_LOG_INTERVAL = 600.0
+#: Opening the lock file never follows a symbolic link (0 where the OS lacks the flag).
+_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 
 
 class CheckResult(NamedTuple):
@@ -123,7 +141,9 @@ def default_rules(config: Any) -> list[Rule]:
 
     CPU and memory percent by default; disk, swap, process RSS and load per core when
     their threshold is set. RSS (MiB) and load per core are not percentages: for them
-    ``ALERTING_METRICS_HYSTERESIS`` is read as a percentage of the threshold.
+    ``ALERTING_METRICS_HYSTERESIS`` is read as a percentage of the threshold. Either way
+    the hysteresis is at most half the threshold (:func:`.rules.default_hysteresis`), so
+    a low threshold (``ALERTING_CPU_THRESHOLD = 3``) still resolves.
     """
     common = {
         "for_": config.metrics_for,
@@ -135,7 +155,7 @@ def default_rules(config: Any) -> list[Rule]:
     def add(name: str, probe: Any, threshold: float | None, relative: bool = False) -> None:
         if threshold is None:
             return
-        hysteresis = threshold * points / 100.0 if relative else points
+        hysteresis = default_hysteresis(threshold, points, relative=relative)
         rules.append(
             Rule(
                 name=name,
@@ -169,7 +189,14 @@ def build_sampler(
     """The sampler of one app: built-in rules from ``config``, then the ``add_rule`` ones.
 
     :raises ValueError: when two rules have the same name.
+    :raises ConfigurationError: when ``ALERTING_METRICS_LOCK_FILE`` is a symbolic link.
     """
+    if config.metrics_lock_file is not None and os.path.islink(config.metrics_lock_file):
+        raise ConfigurationError(
+            ConfigVars.METRICS_LOCK_FILE,
+            "a path that is not a symbolic link (the lock file is never followed)",
+            config.metrics_lock_file,
+        )
     return Sampler(
         name=app_name,
         rules=[*default_rules(config), *(resolve_spec(spec, config) for spec in specs)],
@@ -183,10 +210,15 @@ def build_sampler(
 
 
 def resolve_spec(spec: RuleSpec, config: Any) -> Rule:
-    """``spec`` with the app's ``ALERTING_METRICS_*`` defaults where it has None."""
+    """``spec`` with the app's ``ALERTING_METRICS_*`` defaults where it has None.
+
+    A custom rule's unit is unknown (jobs, errors per second...), so without an explicit
+    ``hysteresis`` it gets ``ALERTING_METRICS_HYSTERESIS`` percent of its threshold (at
+    most half of it): ``threshold=1.0`` resolves below 0.95, ``threshold=100`` below 95.
+    """
     return spec.build(
         for_=config.metrics_for,
-        hysteresis=config.metrics_hysteresis,
+        hysteresis=default_hysteresis(spec.threshold, config.metrics_hysteresis, relative=True),
         repeat_seconds=config.metrics_repeat_seconds,
     )
 
@@ -521,9 +553,21 @@ class Sampler:
                 return False
             if self._fd is None:
                 try:
-                    self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                    if not _NOFOLLOW and os.path.islink(self.lock_path):
+                        raise OSError(f"{self.lock_path} is a symbolic link")
+                    self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
                 except OSError as exc:
-                    if not self._warned_lock:
+                    if not self._warned_lock and os.path.islink(self.lock_path):
+                        self._warned_lock = True
+                        logger.error(
+                            "flask-alerting: the metrics lock file %s is a symbolic link; "
+                            "refusing to follow it, so each process of app %r may alert "
+                            "(remove the link or set ALERTING_METRICS_LOCK_FILE to a path "
+                            "in a directory only this user can write)",
+                            self.lock_path,
+                            self.name,
+                        )
+                    elif not self._warned_lock:
                         self._warned_lock = True
                         logger.warning(
                             "flask-alerting: cannot open the metrics lock file %s (%s); "
@@ -605,15 +649,29 @@ class Sampler:
         }
         payload = json.dumps(data, separators=(",", ":")).encode() + b"\n"
         try:
-            os.pwrite(fd, payload, 0)
-            os.ftruncate(fd, len(payload))
+            # Padded with spaces over what a longer earlier state left, in one write and
+            # without a truncate: no moment (and no crash) leaves a file that is not one
+            # JSON document. The file stays at its largest size, a few KiB.
+            size = os.fstat(fd).st_size
+            if size > len(payload):
+                payload += b" " * (size - len(payload))
+            view = memoryview(payload)
+            offset = 0
+            while offset < len(view):
+                written = os.pwrite(fd, view[offset:], offset)
+                if written <= 0:  # pragma: no cover - a regular file never does this
+                    raise OSError("the lock file accepted no bytes")
+                offset += written
         except OSError as exc:  # pragma: no cover - disk full and the like
             logger.debug("flask-alerting: could not write the metrics state: %s", exc)
 
     def _load_shared(self, fd: int) -> dict[str, Any] | None:
         try:
             raw = os.pread(fd, 1 << 20, 0)
-            data = json.loads(raw.decode()) if raw.strip() else None
+            # raw_decode: the document, whatever follows it (the stale tail that an
+            # interrupted write-then-truncate of an earlier version could leave).
+            text = raw.decode("utf-8", "replace").lstrip()
+            data = json.JSONDecoder().raw_decode(text)[0] if text else None
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("boot") != self._boot:
@@ -624,7 +682,7 @@ class Sampler:
         """Rule name -> saved state, as the sampling process last wrote it."""
         assert self.lock_path is not None
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
+            fd = os.open(self.lock_path, os.O_RDONLY | _NOFOLLOW)
         except OSError:
             return None
         try:
