@@ -523,12 +523,20 @@ class Pipeline:
             except queue.Empty:
                 continue
             if not isinstance(item, _Marker):
-                # Let a burst gather, then take it in one go: one wake-up of this thread
-                # (and one hand-over of the GIL) per batch instead of one per alert, which
-                # is what a request thread raising alerts in a storm would pay for.
-                # flush() and shutdown() cut the wait short.
+                # The first alert of a burst is handled at once: it leaves without delay
+                # and opens its throttle window, so that the rest of a storm is counted
+                # cheaply. Then let the burst gather and take it in one go: one wake-up
+                # of this thread (and one hand-over of the GIL) per batch instead of one
+                # per alert, which is what a request thread raising alerts in a storm
+                # would pay for. flush() and shutdown() cut the wait short.
+                self._handle(item)
                 self._wake.wait(BATCH_DELAY)
                 self._wake.clear()
+                try:
+                    item = inbound.get_nowait()
+                except queue.Empty:
+                    self._after_batch()
+                    continue
             while True:
                 if not self._handle(item):
                     return

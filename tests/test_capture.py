@@ -856,7 +856,8 @@ def test_storm_of_one_error_gives_one_email_then_a_digest_after_the_window(
     # Once the window is open, occurrences are only counted: the digest shows the latest
     # one captured in full, consistently (subject and request details of the same one).
     shown = re.search(r"card (\d+) declined", str(digest["Subject"]))
-    assert shown is not None and 1 <= int(shown.group(1)) <= 49
+    # (at worst the occurrence that opened the window, card 0)
+    assert shown is not None and 0 <= int(shown.group(1)) <= 49
     assert f"/pay/{shown.group(1)}" in plain_body(digest)
     assert digest["X-Alert-Fingerprint"] == first["X-Alert-Fingerprint"]
     assert "This alert occurred 49 more times" in plain_body(digest)
