@@ -213,21 +213,27 @@ def _existing_file(key: str, value: Any) -> str | None:
     return path
 
 
-def _recipients(key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
+def _string_items(key: str, value: Any, expected: str, item_expected: str) -> list[str]:
+    """A list of strings, or a comma-separated string, as a list of stripped strings."""
     items: Iterable[Any]
     if isinstance(value, str):
         items = value.split(",")
     elif isinstance(value, (list, tuple, set, frozenset)):
         items = value
     else:
-        raise ConfigurationError(key, "a list of addresses or a comma-separated string", value)
+        raise ConfigurationError(key, expected, value)
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigurationError(key, item_expected, value)
+    return [item.strip() for item in items]
+
+
+def _recipients(key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
     clean = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigurationError(key, "addresses as strings", value)
-        address = item.strip()
+    for address in _string_items(
+        key, value, "a list of addresses or a comma-separated string", "addresses as strings"
+    ):
         if not address:
             continue
         if "@" not in address or any(ch in address for ch in "\r\n\0,"):
@@ -248,18 +254,8 @@ def _field_names(key: str, value: Any) -> tuple[str, ...]:
     expected = "field names: a list of strings or a comma-separated string"
     if value is None:
         return ()
-    items: Iterable[Any]
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        items = value
-    else:
-        raise ConfigurationError(key, expected, value)
     names: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigurationError(key, expected, value)
-        name = item.strip()
+    for name in _string_items(key, value, expected, expected):
         if not name and not isinstance(value, str):
             raise ConfigurationError(key, "non-empty field names", value)
         if name and name not in names:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from flask_alerting.metrics.sampler import (
     in_reloader_parent,
 )
 from tests.conftest import FakeClock
+from tests.forking import wait_child
 from tests.smtp_server import SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -566,16 +566,6 @@ def test_thread_ends_at_exit_before_the_pipeline_closes(tmp_path: Path) -> None:
 # -- fork -------------------------------------------------------------------------------------
 
 
-def _wait_child(pid: int, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        select.select([], [], [], 0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -625,7 +615,7 @@ def test_fork_child_gets_a_working_sampler_even_mid_sample(
         release.set()
         # The parent's worker goes away (stops): the child must take over the host lock.
         sampler.stop()
-        exit_code = _wait_child(pid, 30)
+        exit_code = wait_child(pid, 30)
         assert exit_code == 0, "the child hung or failed"
         report = json.loads(os.read(read_end, 4096))
     finally:

@@ -11,10 +11,7 @@ import asyncio
 import inspect
 import logging
 import os
-import select
-import signal
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +22,7 @@ from flask import Flask
 from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_suppressed
 from flask_alerting import timing as timing_module
 from tests.conftest import FakeClock
+from tests.forking import wait_child
 from tests.smtp_server import SMTPServer
 
 TIMEOUT = 10.0
@@ -566,7 +564,7 @@ def test_fork_while_the_registry_lock_is_held_leaves_the_child_a_free_lock(
                 os._exit(code)
     os.close(write_end)
     try:
-        exit_code = _wait_child(pid, 30.0)
+        exit_code = wait_child(pid, 30.0)
         report = os.read(read_end, 64)
     finally:
         os.close(read_end)
@@ -575,17 +573,6 @@ def test_fork_while_the_registry_lock_is_held_leaves_the_child_a_free_lock(
     assert "born-in-child" not in alerting.timing_stats()  # the child's own registry
 
 
-def _wait_child(pid: int, timeout: float) -> int | None:
-    """The child's exit code, or None after killing it when it hangs past ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        select.select([], [], [], 0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
 
 
 # -- inside requests ------------------------------------------------------------------------------
