@@ -118,6 +118,27 @@ def test_error_alert_is_read_back_with_its_labels(
     assert timedelta(seconds=299) <= ends - starts <= timedelta(seconds=310)
 
 
+def test_cli_test_sends_through_it_and_masks_the_credentials(
+    shop: Flask, alertmanager: Alertmanager, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    secret = "am-pa55-w0rd"
+    shop.config["ALERTING_ALERTMANAGER_URL"] = (
+        f"http://flask:{secret}@127.0.0.1:{alertmanager.port}/"  # Alertmanager ignores it
+    )
+    make_alerting(shop)
+    result = shop.test_cli_runner().invoke(args=["alerting", "test"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"OK      alertmanager: Alertmanager API v2 at http://***@127.0.0.1:{alertmanager.port}/"
+    ]
+    [got] = alertmanager.alerts(f'app="{shop.name}"')
+    assert got["labels"]["alertname"] == "Test alert from flask-alerting"
+    assert got["labels"]["severity"] == "info"
+    status = shop.test_cli_runner().invoke(args=["alerting", "status"]).output
+    assert f"http://***@127.0.0.1:{alertmanager.port}/" in status
+    assert secret not in result.output + status
+
+
 def test_error_digest_extends_the_alert_instead_of_adding_one(
     shop: Flask, alertmanager: Alertmanager, make_alerting: Callable[..., FlaskAlerting]
 ) -> None:
