@@ -5,13 +5,24 @@ from ._worker import RetryPolicy
 from .alert import Alert
 from .config import ConfigurationError, ConfigVars
 from .handler import AlertingHandler
-from .notifiers import LogNotifier, MemoryNotifier, Notifier, SMTPNotifier, TransientError
+from .notifiers import (
+    AlertmanagerNotifier,
+    AppriseNotifier,
+    LogNotifier,
+    MemoryNotifier,
+    Notifier,
+    SMTPNotifier,
+    TransientError,
+    WebhookNotifier,
+)
 from .signals import alert_dropped, alert_failed, alert_raised, alert_sent, alert_suppressed
 from .timing import Timer, TimingStats
 
 __all__ = [
     "Alert",
+    "AlertmanagerNotifier",
     "AlertingHandler",
+    "AppriseNotifier",
     "ConfigVars",
     "ConfigurationError",
     "FlaskAlerting",
@@ -23,6 +34,7 @@ __all__ = [
     "Timer",
     "TimingStats",
     "TransientError",
+    "WebhookNotifier",
     "alert_dropped",
     "alert_failed",
     "alert_raised",

@@ -29,6 +29,7 @@ from .config import Config, ConfigurationError, check_options, load_config
 from .dispatch import Clock
 from .metrics.rules import RuleSpec, RuleStatus
 from .metrics.sampler import CheckResult, build_sampler, resolve_spec
+from .notifiers._config import notifiers_from_config
 from .notifiers.base import Notifier, as_notifier
 from .notifiers.log import LEVELS, LogNotifier
 from .notifiers.smtp import SMTPNotifier
@@ -159,6 +160,7 @@ class FlaskAlerting:
         notifiers: list[Notifier] = []
         if config.smtp_host:
             notifiers.append(_build_smtp(config))
+        notifiers.extend(notifiers_from_config(config))
         notifiers.extend(self._notifiers)
         if not notifiers:
             notifiers.append(LogNotifier())

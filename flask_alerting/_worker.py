@@ -13,6 +13,7 @@ import atexit
 import collections
 import dataclasses
 import logging
+import math
 import os
 import queue
 import threading
@@ -149,6 +150,9 @@ class NotifierWorker:
         self.drops = _DropCounter(f"queue of {self.notifier.name}", self.clock)
         self.sent = 0
         self.failed = 0
+        self.refreshed = 0
+        self._next_refresh: float | None = None
+        self._refresh_failing = False
 
     # -- producer side (dispatch thread) ------------------------------------------------
 
@@ -176,8 +180,10 @@ class NotifierWorker:
             self._untold_drops += 1
 
     def nudge(self) -> None:
-        """Cut a retry backoff short: try again now."""
+        """Cut a retry backoff short: try again now (and look whether a refresh is due)."""
         self._nudge.set()
+        with self._cond:
+            self._cond.notify_all()
 
     @property
     def depth(self) -> int:
@@ -240,20 +246,64 @@ class NotifierWorker:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
+                    timeout = self._refresh_timeout()
+                    if timeout is not None and timeout <= 0:
+                        break  # idle, and the notifier's refresh is due
+                    self._cond.wait(timeout)
                 if self._stopping:
                     return
-                alert = self._queue.popleft()
+                alert = self._queue.popleft() if self._queue else None
                 self._busy = True
                 self._inflight = alert
             try:
                 with guard(f"delivering through {self.notifier.name}"):
-                    self._deliver(alert)
+                    if alert is None:
+                        self._refresh()
+                    else:
+                        self._deliver(alert)
             finally:
                 with self._cond:
                     self._busy = False
                     self._inflight = None
                     self._cond.notify_all()
+
+    def _refresh_timeout(self) -> float | None:
+        """Seconds until the notifier's next :meth:`~Notifier.refresh` (called with the
+        condition held); None when it has nothing to refresh."""
+        interval = self.notifier.refresh_interval
+        try:
+            pending = interval is not None and self.notifier.pending_refresh()
+        except Exception:
+            logger.exception("flask-alerting: %s: pending_refresh() failed", self.notifier.name)
+            pending = False
+        if not pending or interval is None:
+            self._next_refresh = None
+            return None
+        now = self.clock()
+        if self._next_refresh is None:
+            self._next_refresh = now + interval
+        return self._next_refresh - now
+
+    def _refresh(self) -> None:
+        notifier = self.notifier
+        self._next_refresh = self.clock() + (notifier.refresh_interval or 0.0)
+        try:
+            notifier.refresh()
+        except Exception as exc:
+            if not self._refresh_failing:
+                logger.warning(
+                    "flask-alerting: %s could not refresh what it delivered: %s (tried "
+                    "again every %g s)",
+                    notifier.name,
+                    notifier.describe_error(exc),
+                    notifier.refresh_interval,
+                )
+            self._refresh_failing = True
+        else:
+            if self._refresh_failing:
+                logger.warning("flask-alerting: %s refreshes again", notifier.name)
+            self._refresh_failing = False
+            self.refreshed += 1
 
     def _wait(self, seconds: float) -> None:
         if self._custom_wait is not None:
@@ -276,11 +326,17 @@ class NotifierWorker:
                 if first_failure is None:
                     first_failure = now
                 transient = self.notifier.is_transient(exc)
+                # A server may say how long to wait (HTTP Retry-After): at least that.
+                delay = self.retry.delay(attempt)
+                asked = _retry_after(exc)
                 will_retry = (
                     transient
                     and not self._stopping
                     and self.retry.should_retry(first_failure, now)
+                    and (asked is None or self.retry.should_retry(first_failure, now + asked))
                 )
+                if asked is not None:
+                    delay = max(delay, asked)
                 reason = self.notifier.describe_error(exc)
                 if attempt == 1 or not will_retry:
                     logger.warning(
@@ -303,7 +359,7 @@ class NotifierWorker:
                 if not will_retry:
                     self.failed += 1
                     return
-                self._wait(self.retry.delay(attempt))
+                self._wait(delay)
                 if self._stopping:
                     # shutdown() reports what is left; give the alert back to the queue.
                     with self._cond:
@@ -311,11 +367,23 @@ class NotifierWorker:
                     return
             else:
                 self.sent += 1
+                interval = self.notifier.refresh_interval
+                if interval is not None and self._next_refresh is None:
+                    # The clock of a refresh starts with the delivery it would repeat.
+                    self._next_refresh = self.clock() + interval
                 if told:
                     with self._cond:
                         self._untold_drops -= told
                 send_safely(alert_sent, self.sender, notifier=self.notifier, alert=outgoing)
                 return
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The delay ``exc`` asks for (``TransientError(retry_after=...)``), if any."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()

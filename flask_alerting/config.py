@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from ._urls import is_http_url, mask_scheme_only, mask_url, split_urls
+
 Security = Literal["ssl", "starttls", "none"]
 
 DEFAULT_ERROR_RESPONSE = "An error occurred. The administrators have been notified."
@@ -34,6 +36,8 @@ class ConfigurationError(ValueError):
 def _short_repr(key: str, value: object) -> str:
     if "PASSWORD" in key:
         return "'***'"
+    if key in _URL_KEYS:
+        return _masked_urls(key, value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -74,6 +78,25 @@ class ConfigVars:
     SHUTDOWN_TIMEOUT = "ALERTING_SHUTDOWN_TIMEOUT"
     ERROR_RESPONSE = "ALERTING_ERROR_RESPONSE"
     SCRUB_FIELDS = "ALERTING_SCRUB_FIELDS"
+    ALERTMANAGER_URL = "ALERTING_ALERTMANAGER_URL"
+    WEBHOOK_URL = "ALERTING_WEBHOOK_URL"
+    WEBHOOK_FORMAT = "ALERTING_WEBHOOK_FORMAT"
+    APPRISE_URLS = "ALERTING_APPRISE_URLS"
+
+
+#: Keys whose values are URLs that may hold credentials: shown masked.
+_URL_KEYS = frozenset(
+    {ConfigVars.ALERTMANAGER_URL, ConfigVars.WEBHOOK_URL, ConfigVars.APPRISE_URLS}
+)
+
+
+def _masked_urls(key: str, value: object) -> str:
+    mask = mask_scheme_only if key == ConfigVars.APPRISE_URLS else mask_url
+    if isinstance(value, str):
+        return repr(mask(value))
+    if isinstance(value, (list, tuple)):
+        return repr([mask(v) if isinstance(v, str) else v for v in value])
+    return repr(type(value).__name__)
 
 
 # -- parsers: each takes (key, raw value) and returns the clean value or raises ---------------
@@ -263,6 +286,39 @@ def _field_names(key: str, value: Any) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def _http_url(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_http_url(value.strip()):
+        raise ConfigurationError(key, "an http:// or https:// URL", value)
+    return value.strip()
+
+
+def _webhook_format(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in ("json", "slack"):
+        return value.strip().lower()
+    raise ConfigurationError(key, "'json' or 'slack'", value)
+
+
+def _url_list(key: str, value: Any) -> tuple[str, ...]:
+    expected = "a list of URLs or a string of URLs separated by commas or blanks"
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        urls = split_urls(value)
+    elif isinstance(value, (list, tuple)):
+        if not all(isinstance(url, str) for url in value):
+            raise ConfigurationError(key, expected, value)
+        urls = [url.strip() for url in value if url.strip()]
+    else:
+        raise ConfigurationError(key, expected, value)
+    for url in urls:
+        scheme, sep, rest = url.partition("://")
+        if not sep or not scheme or not rest or any(ch.isspace() for ch in url):
+            raise ConfigurationError(key, "URLs like slack://... or json://host/path", value)
+    return tuple(urls)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Key:
     name: str
@@ -334,6 +390,12 @@ KEYS: dict[str, _Key] = {
     "scrub_fields": _Key(
         ConfigVars.SCRUB_FIELDS, (), _field_names, "more names whose values are filtered"
     ),
+    "alertmanager_url": _Key(
+        ConfigVars.ALERTMANAGER_URL, None, _http_url, "Prometheus Alertmanager base URL"
+    ),
+    "webhook_url": _Key(ConfigVars.WEBHOOK_URL, None, _http_url, "webhook URL"),
+    "webhook_format": _Key(ConfigVars.WEBHOOK_FORMAT, "json", _webhook_format, "json/slack"),
+    "apprise_urls": _Key(ConfigVars.APPRISE_URLS, (), _url_list, "Apprise URLs"),
 }
 
 
@@ -374,6 +436,11 @@ class Config:
     shutdown_timeout: float
     error_response: str | None
     scrub_fields: tuple[str, ...]
+    # URLs often hold their credentials: never in a repr.
+    alertmanager_url: str | None = dataclasses.field(repr=False)
+    webhook_url: str | None = dataclasses.field(repr=False)
+    webhook_format: str
+    apprise_urls: tuple[str, ...] = dataclasses.field(repr=False)
 
     def as_public_dict(self) -> dict[str, Any]:
         """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""
@@ -382,6 +449,10 @@ class Config:
             value = getattr(self, attr)
             if attr == "smtp_password" and value:
                 value = "***"
+            elif attr == "apprise_urls":
+                value = tuple(map(mask_scheme_only, value))
+            elif key.name in _URL_KEYS and value:
+                value = mask_url(value)
             out[key.name] = value
         return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from flask import Flask
 
 from flask_alerting import FlaskAlerting, MemoryNotifier
 from tests.recorder import Recorder
+from tests.servers import Alertmanager, HTTPRecorder, require_binary
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer
 
 pytest_plugins = ["pytester"]
@@ -152,3 +154,42 @@ def smtp_config(smtp_server: SMTPServer) -> dict[str, Any]:
 
 
 __all__ = ["PASSWORD", "USERNAME", "FakeClock"]
+
+
+# -- HTTP endpoints and Prometheus Alertmanager (tests/servers.py) ------------------------------
+
+
+@pytest.fixture
+def local_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to 127.0.0.1 never go through a proxy named in the environment."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def http_recorder(local_only: None) -> Iterator[HTTPRecorder]:
+    """An HTTP server on 127.0.0.1 that records requests and answers as scripted."""
+    recorder = HTTPRecorder().start()
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture(scope="session")
+def alertmanager_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+    """One real Alertmanager for the session, configured with the docs' example file."""
+    binary = require_binary(
+        "prometheus-alertmanager",
+        package="prometheus-alertmanager",
+        paths=("/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"),
+    )
+    config = Path(__file__).resolve().parent.parent / "examples/alertmanager/alertmanager.yml"
+    server = Alertmanager(binary, config, tmp_path_factory.mktemp("alertmanager")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alertmanager(alertmanager_server: Alertmanager, local_only: None) -> Alertmanager:
+    """The session's Alertmanager; tests tell their alerts apart by a unique app name."""
+    return alertmanager_server

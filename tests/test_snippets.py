@@ -31,6 +31,7 @@ from flask import Flask
 from flask_alerting import Alert, FlaskAlerting, TransientError
 from flask_alerting import timing as alerting_timing
 from flask_alerting.testing import record_alerts
+from tests.servers import Alertmanager, HTTPRecorder
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,7 +277,7 @@ def test_webhook_notifier(
     assert [n.describe() for n in snippet.app.extensions["alerting"].notifiers] == [
         "https://hooks.example.com/alerts"
     ]
-    notifier = snippet.WebhookNotifier(f"{webhook.url}/alerts?token=s3cr3t")
+    notifier = snippet.IncidentNotifier(f"{webhook.url}/alerts?token=s3cr3t")
     assert notifier.describe() == f"{webhook.url}/alerts"
     alert = Alert(title="Disk nearly full", labels={"app": "shop"})
 
@@ -306,6 +307,72 @@ def test_webhook_notifier(
         alerting.alert("Queue stuck", severity="critical")
     assert alerting.flush(10)
     assert webhook.received[-1][2]["title"] == "Queue stuck"
+
+
+def _channel_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **keys: str) -> None:
+    """Only the given FLASK_ALERTING_* keys (plus a private lock file, no sampler)."""
+    for name in [n for n in os.environ if n.startswith("FLASK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FLASK_ALERTING_METRICS_ENABLED", "false")
+    monkeypatch.setenv("FLASK_ALERTING_METRICS_LOCK_FILE", str(tmp_path / "metrics.lock"))
+    for key, value in keys.items():
+        monkeypatch.setenv(f"FLASK_ALERTING_{key}", value)
+
+
+def test_webhook_config(
+    load: Loader, http_recorder: HTTPRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _channel_env(monkeypatch, tmp_path, WEBHOOK_URL=f"{http_recorder.url}/services/T0/B0/x")
+    snippet = load("webhook_config")
+    [notifier] = snippet.app.extensions["alerting"].notifiers
+    assert notifier.describe() == f"slack POST to {http_recorder.url}/***"
+    with snippet.app.app_context():
+        snippet.alerting.alert("Backups failed", severity="error")
+    assert snippet.alerting.flush(10)
+    [request] = http_recorder.requests
+    assert request.path == "/services/T0/B0/x"
+    assert request.json()["text"].startswith(":x: *[snippet_webhook_config] Backups failed*")
+
+
+def test_alertmanager_config(
+    load: Loader, alertmanager: Alertmanager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _channel_env(monkeypatch, tmp_path, ALERTMANAGER_URL=alertmanager.url)
+    snippet = load("alertmanager_config")
+    with snippet.app.app_context():
+        snippet.alerting.alert("Nightly import late", labels={"job": "import"})
+    assert snippet.alerting.flush(10)
+    [alert] = alertmanager.alerts('app="snippet_alertmanager_config"', 'job="import"')
+    assert alert["labels"]["alertname"] == "Nightly import late"
+
+
+def test_alertmanager_cluster(
+    load: Loader, alertmanager: Alertmanager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _channel_env(monkeypatch, tmp_path)
+    # Two "instances" (the same server twice): each hears of the alert, it stays one alert.
+    monkeypatch.setenv("ALERTMANAGERS", f"{alertmanager.url} {alertmanager.url}/")
+    snippet = load("alertmanager_cluster")
+    assert len(snippet.app.extensions["alerting"].notifiers) == 2
+    with snippet.app.app_context():
+        snippet.alerting.alert("Payment provider slow")
+    assert snippet.alerting.flush(10)
+    assert [w.sent for w in snippet.app.extensions["alerting"].pipeline.workers] == [1, 1]
+    assert len(alertmanager.alerts('app="snippet_alertmanager_cluster"')) == 1
+
+
+def test_apprise_config(
+    load: Loader, http_recorder: HTTPRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _channel_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("APPRISE_URLS", f"json://127.0.0.1:{http_recorder.port}/alerts")
+    snippet = load("apprise_config")
+    with snippet.app.app_context():
+        snippet.alerting.alert("Disk nearly full", severity="critical")
+    assert snippet.alerting.flush(20)
+    [request] = http_recorder.requests
+    assert request.json()["title"] == "[snippet_apprise_config] Disk nearly full"
+    assert request.json()["type"] == "failure"
 
 
 # -- docs/signals.rst --------------------------------------------------------------------------

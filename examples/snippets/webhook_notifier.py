@@ -1,4 +1,7 @@
-"""A notifier of your own: POST each alert as JSON to a webhook (docs/notifiers.rst)."""
+"""A notifier of your own: POST each alert to an incident tracker's API (docs/notifiers.rst).
+
+(flask-alerting ships a complete WebhookNotifier: this shows how to write one.)
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from flask import Flask
 from flask_alerting import Alert, FlaskAlerting, Notifier, TransientError
 
 
-class WebhookNotifier(Notifier):
-    name = "webhook"
+class IncidentNotifier(Notifier):
+    name = "incidents"
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url
@@ -48,4 +51,4 @@ class WebhookNotifier(Notifier):
 
 
 app = Flask(__name__)
-alerting = FlaskAlerting(app, notifiers=[WebhookNotifier("https://hooks.example.com/alerts")])
+alerting = FlaskAlerting(app, notifiers=[IncidentNotifier("https://hooks.example.com/alerts")])

@@ -13,7 +13,16 @@ from ..alert import Alert
 
 
 class TransientError(Exception):
-    """Raise from :meth:`Notifier.send` for a failure worth retrying later."""
+    """Raise from :meth:`Notifier.send` for a failure worth retrying later.
+
+    :param retry_after: seconds the server asked to wait before the next attempt (an
+        HTTP ``Retry-After``); the worker waits at least that long. Any exception with a
+        ``retry_after`` attribute (a number of seconds) is honoured the same way.
+    """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class Notifier(abc.ABC):
@@ -27,12 +36,30 @@ class Notifier(abc.ABC):
     #: A short name used in logs, thread names and ``flask alerting status``.
     name: str = "notifier"
 
+    #: Seconds between calls of :meth:`refresh` while :meth:`pending_refresh` is true;
+    #: None (the default): the notifier has nothing to refresh.
+    refresh_interval: float | None = None
+
     @abc.abstractmethod
     def send(self, alert: Alert) -> None:
         """Deliver ``alert`` or raise."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release resources; called once at shutdown."""
+
+    def pending_refresh(self) -> bool:
+        """Whether :meth:`refresh` has something to do (checked by the delivery thread
+        while it is idle; keep it cheap)."""
+        return False
+
+    def refresh(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Deliver again what a receiver must keep hearing about (e.g. alerts that are
+        still firing, for a receiver that expires them otherwise).
+
+        Called on the notifier's delivery thread, between alerts, every
+        :attr:`refresh_interval` seconds while :meth:`pending_refresh` is true. A failure
+        raises; it is logged and the next refresh comes one interval later.
+        """
 
     def is_transient(self, exc: BaseException) -> bool:
         """Whether the failure ``exc`` may go away if the same alert is sent again later."""
