@@ -54,9 +54,9 @@ CAPTURED_ATTR = "__flask_alerting_captured__"
 #: alerted during its lifetime: ``id(exc) -> exc``.
 _MARKS_ATTR = "_flask_alerting_captured"
 
-#: Request bodies up to this many bytes are parsed for the alert when the view did not
-#: parse them itself (werkzeug caches the parsed form and JSON, so a view that did pays
-#: nothing more). Larger bodies are described, not read.
+#: A body the view read as raw data only (``request.get_data()``) is parsed for the alert
+#: up to this many bytes; a larger one is described. A body the view did not read is
+#: never read for the alert (a slow client would hold the error response and the worker).
 MAX_BODY_READ = 1024 * 1024
 
 #: The rendered JSON body is cut near this many characters.
@@ -225,29 +225,48 @@ def _plain(value: Any) -> Any:
 UNKNOWN_LENGTH_BODY = "[body of unknown length, not included]"
 
 
-def _body_cached(req: Request) -> bool:
-    """Whether werkzeug already holds the body in memory (the view read or parsed it)."""
-    return (
-        getattr(req, "_cached_data", None) is not None
-        or "form" in req.__dict__  # the parsed form (an instance-dict cached_property)
-        or getattr(req, "_cached_json", (Ellipsis, Ellipsis)) != (Ellipsis, Ellipsis)
-    )
+def _unread(length: int | None) -> str:
+    if length is None:
+        return UNKNOWN_LENGTH_BODY
+    return f"[body of {length} bytes not read by the view, not included]"
+
+
+class _ReadByView(NamedTuple):
+    """What werkzeug holds of the body because the view read it (its private caches)."""
+
+    #: The parsed JSON (``None`` when it was invalid), or ``Ellipsis`` when not parsed.
+    json: Any
+    #: The form (and files) were parsed.
+    form: bool
+    #: The raw body, when the view read it as such (``get_data()``).
+    data: bytes | None
+
+
+def _read_by_view(req: Request) -> _ReadByView:
+    cached_json = getattr(req, "_cached_json", (Ellipsis, Ellipsis))
+    # (normal, silent) results of get_json: either is the parsed value, or None (silent
+    # and invalid).
+    parsed = cached_json[0] if cached_json[0] is not Ellipsis else cached_json[1]
+    data = getattr(req, "_cached_data", None)
+    return _ReadByView(parsed, "form" in req.__dict__, data if isinstance(data, bytes) else None)
 
 
 def _body(req: Request, snap: dict[str, Any]) -> None:
+    # Only what the view already read: reading the rest here would make the error
+    # response (and the worker) wait for the client, however slowly it sends.
     length = req.content_length
-    # A body the view did not read is read here only when its length is known and
-    # small: a chunked upload (no Content-Length) could be of any size.
-    readable = _body_cached(req) or (length is not None and length <= MAX_BODY_READ)
+    read = _read_by_view(req)
     if req.is_json:
-        if not readable:
-            snap["json"] = (
-                UNKNOWN_LENGTH_BODY
-                if length is None
-                else f"[JSON body of {length} bytes, not included]"
-            )
+        if read.json is not Ellipsis:
+            data = read.json
+        elif read.data is None:
+            snap["json"] = _unread(length)
             return
-        data = req.get_json(silent=True)
+        elif len(read.data) > MAX_BODY_READ:
+            snap["json"] = f"[JSON body of {len(read.data)} bytes, not included]"
+            return
+        else:
+            data = req.get_json(silent=True)  # parses the cached data
         if data is None and length != 0:
             snap["json"] = (
                 f"[{length} bytes of invalid or unreadable JSON, not included]"
@@ -257,11 +276,14 @@ def _body(req: Request, snap: dict[str, Any]) -> None:
             return
         snap["json"], snap["json_truncated"] = bounded_copy(data)
     elif req.mimetype in _FORM_TYPES:
-        if not readable:
-            snap["form"] = {
-                "[body]": UNKNOWN_LENGTH_BODY if length is None else f"{length} bytes, not included"
-            }
-            return
+        if not read.form:
+            if read.data is None:
+                snap["form"] = {"[body]": _unread(length)}
+                return
+            if len(read.data) > MAX_BODY_READ:
+                snap["form"] = {"[body]": f"{len(read.data)} bytes, not included"}
+                return
+        # Parsed already, or parsed now from the cached data (never from the stream).
         snap["form"] = bounded_items(req.form.items(multi=True))
         files = req.files
         if files:
@@ -276,9 +298,10 @@ def snapshot_request(req: Request) -> dict[str, Any]:
 
     Runs on the request path, so it only copies: the string entries of the WSGI environ
     (method, URL parts, headers: strings are immutable, so this copies references), the
-    endpoint and view arguments, and a bounded copy of the form or JSON body (parsed
-    here if the view did not: the body cannot be read later). Parsing headers, cookies
-    and the query string happens in :func:`render_request`. Never raises.
+    endpoint and view arguments, and a bounded copy of the form or JSON body when the
+    view read it (a body the view did not read is never read here: see :func:`_body`).
+    Parsing headers, cookies and the query string happens in :func:`render_request`.
+    Never raises.
     """
     snap: dict[str, Any] = {}
     try:
