@@ -380,7 +380,9 @@ class FlaskAlerting:
                 # A storm: this occurrence only adds to a digest's count.
                 state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True))
                 return
-            labels, snapshot = request_context(state.labels)
+            labels, snapshot = request_context(
+                state.labels, cookie_values=state.config.show_cookie_values
+            )
             state.submit(
                 error_alert_builder(
                     exc,

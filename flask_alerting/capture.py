@@ -27,14 +27,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from flask import current_app, has_app_context, has_request_context
 from flask import g as flask_g
-from flask import has_app_context, has_request_context
 from flask import request as flask_request
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 from .alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
 from .scrub import (
     JSON_BUDGET,
+    MAX_ITEMS,
+    TRUNCATED,
     Scrubber,
     bounded_copy,
     bounded_items,
@@ -293,7 +295,7 @@ def _body(req: Request, snap: dict[str, Any]) -> None:
             )
 
 
-def snapshot_request(req: Request) -> dict[str, Any]:
+def snapshot_request(req: Request, *, cookie_values: bool = False) -> dict[str, Any]:
     """Copy what an error alert shows of ``req``: small, not yet parsed nor scrubbed.
 
     Runs on the request path, so it only copies: the string entries of the WSGI environ
@@ -302,9 +304,23 @@ def snapshot_request(req: Request) -> dict[str, Any]:
     view read it (a body the view did not read is never read here: see :func:`_body`).
     Parsing headers, cookies and the query string happens in :func:`render_request`.
     Never raises.
+
+    :param cookie_values: show the values of cookies (``ALERTING_SHOW_COOKIE_VALUES``),
+        scrubbed; by default only their names.
     """
     snap: dict[str, Any] = {}
     try:
+        if cookie_values:
+            snap["cookie_values"] = True
+        if has_app_context():
+            # The app's session cookies are filtered under any name (read per request:
+            # Flask reads them so).
+            config = current_app.config
+            snap["private_names"] = tuple(
+                name
+                for name in (config.get("SESSION_COOKIE_NAME"), config.get("REMEMBER_COOKIE_NAME"))
+                if isinstance(name, str) and name
+            )
         environ = req.environ
         snap["environ"] = {
             k: v
@@ -321,15 +337,22 @@ def snapshot_request(req: Request) -> dict[str, Any]:
     return snap
 
 
-def request_context(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any] | None]:
+def request_context(
+    labels: Mapping[str, str], *, cookie_values: bool = False
+) -> tuple[dict[str, str], dict[str, Any] | None]:
     """``labels`` plus ``endpoint``, and a snapshot of the current request (request path).
 
     Outside a request: a copy of ``labels`` and None.
+
+    :param cookie_values: see :func:`snapshot_request`.
     """
     labels = dict(labels)
     if not has_request_context():
         return labels, None
-    snapshot = snapshot_request(flask_request._get_current_object())  # type: ignore[attr-defined]
+    snapshot = snapshot_request(
+        flask_request._get_current_object(),  # type: ignore[attr-defined]
+        cookie_values=cookie_values,
+    )
     if snapshot.get("endpoint"):
         labels["endpoint"] = snapshot["endpoint"]
     return labels, snapshot
@@ -337,6 +360,7 @@ def request_context(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str
 
 def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any]:
     """The parsed, scrubbed, e-mail-safe request section of an alert (dispatch thread)."""
+    scrubber = scrubber.including(snap.get("private_names") or ())
     view_args = snap.get("view_args") or {}
     secrets = [
         str(v)
@@ -375,11 +399,22 @@ def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any
         out["json"] = clean_text(text)
     part("remote_addr", lambda: environ.get("REMOTE_ADDR"))
     part("user_agent", lambda: clean_text(cut(environ.get("HTTP_USER_AGENT", ""))))
-    part("headers", lambda: scrubber.scrub_headers(bounded_items(req.headers.items())))
-    part("cookies", lambda: scrubber.scrub(bounded_items(req.cookies.items(multi=True))))
+    part("headers", lambda: scrubber.scrub_headers(bounded_items(req.headers.items()), secrets))
+    if snap.get("cookie_values"):
+        part("cookies", lambda: scrubber.scrub(bounded_items(req.cookies.items(multi=True))))
+    else:
+        part("cookies", lambda: _cookie_names(req.cookies.keys()))
     if "unavailable" in snap:
         out["unavailable"] = snap["unavailable"]
     return out
+
+
+def _cookie_names(names: Iterable[str]) -> list[str]:
+    """The distinct cookie names, at most :data:`~flask_alerting.scrub.MAX_ITEMS`."""
+    unique = list(dict.fromkeys(clean_text(cut(str(name), 200)) for name in names))
+    if len(unique) > MAX_ITEMS:
+        unique[MAX_ITEMS:] = [f"{TRUNCATED} {len(unique) - MAX_ITEMS} more"]
+    return unique
 
 
 class RequestDetails(Mapping[str, Any]):

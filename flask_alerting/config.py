@@ -74,6 +74,7 @@ class ConfigVars:
     SHUTDOWN_TIMEOUT = "ALERTING_SHUTDOWN_TIMEOUT"
     ERROR_RESPONSE = "ALERTING_ERROR_RESPONSE"
     SCRUB_FIELDS = "ALERTING_SCRUB_FIELDS"
+    SHOW_COOKIE_VALUES = "ALERTING_SHOW_COOKIE_VALUES"
 
 
 # -- parsers: each takes (key, raw value) and returns the clean value or raises ---------------
@@ -334,6 +335,9 @@ KEYS: dict[str, _Key] = {
     "scrub_fields": _Key(
         ConfigVars.SCRUB_FIELDS, (), _field_names, "more names whose values are filtered"
     ),
+    "show_cookie_values": _Key(
+        ConfigVars.SHOW_COOKIE_VALUES, False, _bool, "cookie values in alerts (scrubbed)"
+    ),
 }
 
 
@@ -374,6 +378,7 @@ class Config:
     shutdown_timeout: float
     error_response: str | None
     scrub_fields: tuple[str, ...]
+    show_cookie_values: bool
 
     def as_public_dict(self) -> dict[str, Any]:
         """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""

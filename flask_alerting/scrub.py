@@ -11,6 +11,10 @@ Pure code: no Flask, no threads, no I/O. Two halves:
 A name is sensitive when, lowercased and with ``_``, ``-``, ``.`` and spaces removed, it
 contains one of :data:`DEFAULT_FIELDS` (or of the extra names, ``ALERTING_SCRUB_FIELDS``)
 treated the same way: ``X-Api-Key``, ``apiKey`` and ``api_key`` all match ``api_key``.
+The short names of :data:`DEFAULT_WORDS` match only as whole words of a name (split at
+separators and case changes): ``key`` matches ``X-Api-Key`` and ``sortKey``, not
+``monkey``. Names given as *exact* (the app's session cookie names) match only
+themselves, case aside.
 """
 
 from __future__ import annotations
@@ -40,10 +44,25 @@ DEFAULT_FIELDS: tuple[str, ...] = (
     "csrf",
     "credential",
     "private_key",
+    "passphrase",
+    "card_number",
+    "signature",
 )
+
+#: Short names whose values are always filtered when they are a whole word of a field
+#: name: ``pin`` filters ``pin`` and ``card_pin`` but not ``shipping``.
+DEFAULT_WORDS: tuple[str, ...] = ("pin", "cvv", "sig", "code", "key", "otp", "sid", "jwt")
 
 #: Headers whose value is filtered whatever the configuration (normalised names).
 ALWAYS_FILTERED_HEADERS = frozenset({"cookie", "authorization", "proxyauthorization"})
+
+#: Headers whose value is a URL (normalised names), scrubbed as the request URL is; so is
+#: any header whose name ends in ``url`` or ``uri``, or whose value starts with
+#: ``scheme://``.
+URL_HEADERS = frozenset(
+    {"referer", "referrer", "origin", "location", "contentlocation", "destination"}
+)
+_URL_VALUE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 #: Single values longer than this are cut in request snapshots (characters).
 MAX_VALUE_LENGTH = 2048
@@ -57,12 +76,21 @@ MAX_DEPTH = 20
 TRUNCATED = "[truncated]"
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
+# Words of a name: runs of capitals (an acronym, not the capital starting the next
+# word), capitalised or lower-case words, digits.
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _MAX_KNOWN = 4096
 
 
 def normalise(name: str) -> str:
     """``"X-Api-Key"`` -> ``"xapikey"``: the form in which names are compared."""
     return _SEPARATORS.sub("", name.casefold())
+
+
+def words(name: str) -> set[str]:
+    """``"X-Hub-Signature-256"`` -> ``{"x", "hub", "signature", "256"}``; ``"apiKey"`` ->
+    ``{"api", "key"}``: the whole words :data:`DEFAULT_WORDS` are compared with."""
+    return {word.casefold() for word in _WORDS.findall(name)}
 
 
 # -- bounding (request path) ---------------------------------------------------------------
@@ -199,17 +227,29 @@ class Scrubber:
     """Replaces the values of sensitive fields with :data:`FILTERED`.
 
     :param extra_fields: names added to :data:`DEFAULT_FIELDS` (``ALERTING_SCRUB_FIELDS``).
+    :param exact: names that are sensitive as a whole only, case aside (the app's
+        ``SESSION_COOKIE_NAME`` and ``REMEMBER_COOKIE_NAME``).
     """
 
-    def __init__(self, extra_fields: Iterable[str] = ()) -> None:
+    def __init__(self, extra_fields: Iterable[str] = (), exact: Iterable[str] = ()) -> None:
+        self.extra_fields = tuple(extra_fields)
         names: list[str] = []
-        for field in (*DEFAULT_FIELDS, *extra_fields):
+        for field in (*DEFAULT_FIELDS, *self.extra_fields):
             name = normalise(field)
             if name and name not in names:
                 names.append(name)
         self.fields: tuple[str, ...] = tuple(names)
+        self.words = frozenset(DEFAULT_WORDS)
+        self.exact = frozenset(name.casefold() for name in exact if name)
         # Names seen before -> verdict (headers and keys repeat from alert to alert).
         self._known: dict[str, bool] = {}
+
+    def including(self, exact: Iterable[str]) -> Scrubber:
+        """A scrubber that also filters the ``exact`` names (shared, see :func:`get_scrubber`)."""
+        names = tuple(sorted({name for name in exact if name}))
+        if not names:
+            return self
+        return get_scrubber(self.extra_fields, tuple(sorted(self.exact.union(names))))
 
     def is_sensitive(self, name: object) -> bool:
         """Whether values of a field called ``name`` must be filtered."""
@@ -217,7 +257,11 @@ class Scrubber:
         known = self._known.get(text)
         if known is None:
             key = normalise(text)
-            known = any(field in key for field in self.fields)
+            known = (
+                any(field in key for field in self.fields)
+                or not self.words.isdisjoint(words(text))
+                or text.casefold() in self.exact
+            )
             if len(self._known) >= _MAX_KNOWN:
                 self._known.clear()
             self._known[text] = known
@@ -240,13 +284,20 @@ class Scrubber:
             return [self.scrub(v) for v in value]
         return value
 
-    def scrub_headers(self, headers: Mapping[str, Any]) -> dict[str, Any]:
+    def scrub_headers(
+        self, headers: Mapping[str, Any], secrets: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """Like :meth:`scrub`; ``Cookie`` and ``Authorization`` are filtered whatever the
-        configuration."""
+        configuration, and URL-valued headers (``Referer``, ``Origin``, ``Location``,
+        ``X-Original-URL`` ..., see :data:`URL_HEADERS`) are scrubbed like a URL (see
+        :meth:`scrub_url`)."""
         out = self.scrub(headers)
-        for name in out:
-            if normalise(name) in ALWAYS_FILTERED_HEADERS:
+        for name, value in out.items():
+            key = normalise(name)
+            if key in ALWAYS_FILTERED_HEADERS:
                 out[name] = FILTERED
+            elif isinstance(value, str) and value != FILTERED and _is_url(key, value):
+                out[name] = self.scrub_url(value, secrets)
         return dict(out)
 
     def scrub_query(self, query: str) -> str:
@@ -292,7 +343,15 @@ class Scrubber:
         return path
 
 
+def _is_url(header: str, value: str) -> bool:
+    return (
+        header in URL_HEADERS
+        or header.endswith(("url", "uri"))
+        or _URL_VALUE.match(value) is not None
+    )
+
+
 @functools.lru_cache(maxsize=32)
-def get_scrubber(extra_fields: tuple[str, ...] = ()) -> Scrubber:
-    """A shared :class:`Scrubber` for these extra field names."""
-    return Scrubber(extra_fields)
+def get_scrubber(extra_fields: tuple[str, ...] = (), exact: tuple[str, ...] = ()) -> Scrubber:
+    """A shared :class:`Scrubber` for these extra field names (and exact names)."""
+    return Scrubber(extra_fields, exact)

@@ -940,6 +940,9 @@ def test_secrets_planted_in_every_channel_never_reach_the_email(
     smtp_server: SMTPServer,
 ) -> None:
     app.config["ALERTING_SCRUB_FIELDS"] = ["iban"]
+    # Cookie values are shown on request only (by default their names alone, see
+    # test_hostile.py): shown here, so that the cookie channel carries values to scrub.
+    app.config["ALERTING_SHOW_COOKIE_VALUES"] = True
     alerting = smtp_alerting(app, make_alerting, smtp_config, throttle_seconds=0)
 
     @app.route("/account/<reset_token>", methods=["POST"])

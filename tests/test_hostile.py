@@ -19,7 +19,7 @@ from flask import Flask, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from flask_alerting import FlaskAlerting, MemoryNotifier
-from flask_alerting.scrub import FILTERED
+from flask_alerting.scrub import FILTERED, Scrubber
 from tests.smtp_server import SMTPServer
 
 Make = Callable[..., FlaskAlerting]
@@ -194,3 +194,133 @@ def test_a_body_the_view_read_as_raw_data_is_shown_parsed(
     assert alerting.flush(5.0)
     shown = memory.alerts[0].details["request"]["json"]
     assert '"sku": "A1"' in shown and "hunter2" not in shown and FILTERED in shown
+
+
+# -- 3. cookies and URL-valued headers never leak ----------------------------------------------
+
+COOKIE_SECRETS = {
+    "__Host-app": "sEcReT-session-1111",  # the app's own session cookie, renamed
+    "keep_me": "sEcReT-remember-2222",  # Flask-Login's remember cookie, renamed
+    "connect.sid": "sEcReT-connect-3333",
+    "jwt": "sEcReT-jwt-4444",
+    "sid": "sEcReT-sid-5555",
+}
+URL_HEADER_SECRETS = {
+    "Referer": ("https://shop.example/reset?token=sEcReT-referer-6666&step=visible-step"),
+    "X-Original-URL": "/admin/users?api_key=sEcReT-original-7777&view=visible-view",
+    "Content-Location": "https://u:sEcReT-userinfo-8888@cdn.example/a?sig=sEcReT-sig-9999",
+}
+
+
+@pytest.mark.parametrize("show_values", [False, True])
+def test_cookies_and_url_headers_never_leak_into_the_email(
+    app: Flask,
+    make_alerting: Make,
+    smtp_config: dict[str, Any],
+    smtp_server: SMTPServer,
+    show_values: bool,
+) -> None:
+    app.config["SESSION_COOKIE_NAME"] = "__Host-app"
+    app.config["REMEMBER_COOKIE_NAME"] = "keep_me"
+    app.config["ALERTING_SHOW_COOKIE_VALUES"] = show_values
+    alerting = _smtp_app(app, make_alerting, smtp_config)
+
+    @app.route("/account")
+    def account() -> str:
+        raise RuntimeError("account page failed")
+
+    client = app.test_client()
+    for name, value in {**COOKIE_SECRETS, "theme": "visible-theme"}.items():
+        client.set_cookie(name, value)
+    client.get("/account", headers=URL_HEADER_SECRETS)
+    assert alerting.flush(10.0)
+    raw = smtp_server.wait_for(1)[0].as_bytes()
+    everything = _texts(raw)
+    secrets = [*COOKIE_SECRETS.values(), "sEcReT-referer-6666", "sEcReT-original-7777"]
+    secrets += ["sEcReT-userinfo-8888", "sEcReT-sig-9999"]
+    for secret in secrets:
+        assert secret not in everything, secret
+        assert secret.encode() not in raw, secret
+    # The names are shown, and the harmless parts of the URLs.
+    for name in [*COOKIE_SECRETS, "theme", "visible-step", "visible-view", "cdn.example/a"]:
+        assert name in everything, name
+    # Cookie values only on request, and then never those of the session cookies.
+    assert ("visible-theme" in everything) is show_values
+
+
+def test_cookie_values_are_not_shown_by_default_names_are(
+    app: Flask, alerting: FlaskAlerting, memory: MemoryNotifier
+) -> None:
+    @app.route("/fail")
+    def fail() -> str:
+        raise RuntimeError("x")
+
+    client = app.test_client()
+    client.set_cookie("theme", "dark-never-shown")
+    client.set_cookie("lang", "fr-never-shown")
+    client.set_cookie("theme", "light-never-shown", path="/fail")  # the name twice
+    client.get("/fail")
+    assert alerting.flush(5.0)
+    assert "never-shown" not in repr(memory.alerts[0])
+    assert memory.alerts[0].details["request"]["cookies"] == ["theme", "lang"]
+    assert memory.alerts[0].details["request"]["headers"]["Cookie"] == FILTERED
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "passphrase",
+        "pin",
+        "PIN",
+        "card_pin",
+        "cardNumber",
+        "card-number",
+        "cvv",
+        "card_cvv",
+        "sig",
+        "X-Hub-Signature-256",
+        "code",
+        "otp_code",
+        "key",
+        "sort_key",
+        "X-Api-Key",
+        "otp",
+        "OTP",
+        "connect.sid",
+        "sid",
+        "jwt",
+    ],
+)
+def test_new_default_sensitive_names(name: str) -> None:
+    assert Scrubber().is_sensitive(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["monkey", "keyboard", "shipping", "spinner", "design", "hotpot", "consider", "zipcode"],
+)
+def test_short_sensitive_names_match_whole_words_only(name: str) -> None:
+    assert not Scrubber().is_sensitive(name)
+
+
+def test_exact_names_match_only_themselves() -> None:
+    scrubber = Scrubber(exact=("__Host-app", "id"))
+    assert scrubber.is_sensitive("__Host-app") and scrubber.is_sensitive("__host-APP")
+    assert scrubber.is_sensitive("id")
+    assert not scrubber.is_sensitive("width") and not scrubber.is_sensitive("__Host-app2")
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "shown"),
+    [
+        ("Referer", "https://a.example/p?token=S3CR3T&x=1", "https://a.example/p?token=[F]&x=1"),
+        ("Origin", "https://u:S3CR3T@a.example", "https://u:[F]@a.example"),
+        ("Location", "/next?code=S3CR3T", "/next?code=[F]"),
+        ("X-Forwarded-Uri", "/x?password=S3CR3T", "/x?password=[F]"),
+        ("X-Custom", "https://a.example/cb?otp=S3CR3T", "https://a.example/cb?otp=[F]"),
+        ("X-Request-Id", "abc?token=notaurl", "abc?token=notaurl"),
+    ],
+)
+def test_url_valued_headers_have_their_query_scrubbed(header: str, value: str, shown: str) -> None:
+    out = Scrubber().scrub_headers({header: value})
+    assert out == {header: shown.replace("[F]", FILTERED)}
