@@ -68,6 +68,8 @@ _URL_VALUE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 MAX_VALUE_LENGTH = 2048
 #: At most this many entries of one mapping (headers, query args, form fields ...).
 MAX_ITEMS = 100
+#: ... holding at most about this many characters (names and values).
+ITEMS_BUDGET = 16 * 1024
 #: Budget of a JSON body copy, in characters (roughly the size of its rendering).
 JSON_BUDGET = 10 * 1024
 #: Nesting deeper than this is not copied.
@@ -103,16 +105,68 @@ def cut(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
     return f"{text[:limit]}\u2026 [{len(text) - limit} more characters]"
 
 
-def bounded_items(pairs: Iterable[tuple[Any, Any]], limit: int = MAX_ITEMS) -> dict[str, Any]:
+def cut_middle(text: str, limit: int, what: str = "text") -> str:
+    """``text`` when at most ``limit`` characters, else its head and its tail (cut at line
+    ends when one is near) around a line saying how much of ``what`` was cut."""
+    if len(text) <= limit:
+        return text
+    head, tail = _ends(text, limit // 2, limit - limit // 2)
+    missing = len(text) - len(head) - len(tail)
+    return f"{head}\n[\u2026 {missing} characters of the {what} cut \u2026]\n{tail}"
+
+
+def cut_middle_bytes(text: str, limit: int) -> str:
+    """Like :func:`cut_middle` for at most ``limit`` bytes of UTF-8 (marker included)."""
+    size = len(text.encode("utf-8", "surrogatepass")) if not text.isascii() else len(text)
+    if size <= limit:
+        return text
+    room = max(0, limit - 100)  # the marker
+    # Characters take 1 to 4 bytes: cut by characters, then trim until the bytes fit.
+    scale = room / size
+    while True:
+        head, tail = _ends(text, int(len(text) * scale / 2), int(len(text) * scale / 2))
+        kept = len((head + tail).encode("utf-8", "surrogatepass"))
+        if kept <= room:
+            break
+        scale *= room / kept * 0.99
+    return (
+        f"{head}\n\n[\u2026 {size - kept} bytes cut: the message was too long "
+        f"(limit: {limit} bytes) \u2026]\n\n{tail}"
+    )
+
+
+def _ends(text: str, head: int, tail: int) -> tuple[str, str]:
+    """The first ``head`` and last ``tail`` characters of ``text``, moved to a line end
+    when one is within a tenth of them."""
+    first = text[:head]
+    newline = first.rfind("\n", head - head // 10)
+    if newline >= 0:
+        first = first[: newline + 1]
+    last = text[len(text) - tail :] if tail else ""
+    newline = last.find("\n", 0, tail // 10)
+    if newline >= 0:
+        last = last[newline + 1 :]
+    return first, last
+
+
+def bounded_items(
+    pairs: Iterable[tuple[Any, Any]], limit: int = MAX_ITEMS, budget: int = ITEMS_BUDGET
+) -> dict[str, Any]:
     """A dict of at most ``limit`` names, values cut; repeated names collect a list.
+
+    Entries stop being added once they hold about ``budget`` characters.
 
     :param pairs: ``(name, value)`` pairs, e.g. ``MultiDict.items(multi=True)``.
     """
     out: dict[str, Any] = {}
     skipped = 0
     for name, value in pairs:
+        if budget <= 0:
+            skipped += 1
+            continue
         key = cut(str(name), 200)
         text = cut(value) if isinstance(value, str) else value
+        budget -= len(key) + (len(text) if isinstance(text, str) else 8)
         if key in out:
             previous = out[key]
             if isinstance(previous, list):

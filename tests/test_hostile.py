@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -324,3 +326,311 @@ def test_exact_names_match_only_themselves() -> None:
 def test_url_valued_headers_have_their_query_scrubbed(header: str, value: str, shown: str) -> None:
     out = Scrubber().scrub_headers({header: value})
     assert out == {header: shown.replace("[F]", FILTERED)}
+
+
+# -- 4. the e-mail and the work on the request path are bounded -------------------------------
+
+#: The bound the e-mail must stay under (the message as received, headers included).
+MAX_EMAIL_BYTES = 1_000_000
+
+
+def _raise_group() -> None:
+    raise ExceptionGroup(  # noqa: F821 - Python >= 3.11 (skipped below)
+        "batch failed", [ValueError(f"item {i}: " + "x" * 1_000_000) for i in range(50)]
+    )
+
+
+def _raise_chain(links: int = 2000) -> None:
+    exc: BaseException | None = None
+    for i in range(links):
+        try:
+            try:
+                if exc is not None:
+                    raise exc
+                raise KeyError("root cause")
+            except BaseException as inner:
+                raise RuntimeError(f"link {i}: " + "y" * 5000) from inner
+        except RuntimeError as outer:
+            exc = outer
+    assert exc is not None
+    raise exc
+
+
+def _ping(n: int) -> None:
+    if n <= 0:
+        raise RecursionError("gave up at the bottom")
+    _pong(n - 1)
+
+
+def _pong(n: int) -> None:
+    _ping(n - 1)
+
+
+@pytest.fixture
+def deep_recursion() -> Iterator[int]:
+    """Room for a 20,000-deep mutual recursion (pure Python frames: no C stack)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(old + 21_000)
+    try:
+        yield 20_000
+    finally:
+        sys.setrecursionlimit(old)
+
+
+needs_groups = pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup: 3.11+")
+
+
+@needs_groups
+def test_an_exception_group_of_50_huge_messages_makes_a_bounded_email(
+    app: Flask, make_alerting: Make, smtp_config: dict[str, Any], smtp_server: SMTPServer
+) -> None:
+    alerting = _smtp_app(app, make_alerting, smtp_config)
+
+    @app.route("/batch")
+    def batch() -> str:
+        _raise_group()
+        return "unreachable"
+
+    assert app.test_client().get("/batch").status_code == 500
+    assert alerting.flush(20.0)
+    raw = smtp_server.raw[0] if smtp_server.raw else smtp_server.wait_for(1)[0].as_bytes()
+    assert len(raw) < MAX_EMAIL_BYTES
+    text = _plain(raw)
+    assert "ExceptionGroup: batch failed (50 sub-exceptions)" in text
+    assert "+---------------- 1 ----------------" in text
+    assert "ValueError: item 0: xxx" in text and "more characters]" in text
+    # The first members are shown (each message cut), the others counted.
+    shown = len(re.findall(r"\+---------------- \d+ ----------------", text))
+    more = re.search(r"and (\d+) more exceptions", text)
+    assert more is not None and 1 <= shown <= 15 and shown + int(more.group(1)) == 50
+    assert "item 49" not in text
+
+
+def test_a_2000_link_cause_chain_makes_a_bounded_email_with_both_ends(
+    app: Flask, make_alerting: Make, smtp_config: dict[str, Any], smtp_server: SMTPServer
+) -> None:
+    alerting = _smtp_app(app, make_alerting, smtp_config)
+
+    @app.route("/chain")
+    def chain() -> str:
+        _raise_chain()
+        return "unreachable"
+
+    assert app.test_client().get("/chain").status_code == 500
+    assert alerting.flush(20.0)
+    raw = smtp_server.wait_for(1)[0].as_bytes()
+    assert len(raw) < MAX_EMAIL_BYTES
+    text = _plain(raw)
+    # The root cause (printed first) and the exception that reached Flask (printed last).
+    assert "KeyError: 'root cause'" in text
+    assert "RuntimeError: link 0: yyy" in text
+    assert "RuntimeError: link 1999: yyy" in text
+    assert "exceptions of the chain not shown" in text
+    assert "link 1000:" not in text
+
+
+def test_a_20000_deep_mutual_recursion_makes_a_bounded_email_with_both_ends(
+    app: Flask,
+    make_alerting: Make,
+    smtp_config: dict[str, Any],
+    smtp_server: SMTPServer,
+    deep_recursion: int,
+) -> None:
+    alerting = _smtp_app(app, make_alerting, smtp_config)
+
+    @app.route("/deep")
+    def deep() -> str:
+        _ping(deep_recursion)
+        return "unreachable"
+
+    assert app.test_client().get("/deep").status_code == 500
+    assert alerting.flush(20.0)
+    raw = smtp_server.wait_for(1)[0].as_bytes()
+    assert len(raw) < MAX_EMAIL_BYTES
+    text = _plain(raw)
+    assert "in deep\n" in text  # the outermost frames of the app
+    assert 'raise RecursionError("gave up at the bottom")' in text  # the innermost
+    assert "frames not shown" in text
+    assert text.count("in _pong\n") < 100
+
+
+def test_a_107_kb_url_is_cut_in_the_email(
+    app: Flask, make_alerting: Make, smtp_config: dict[str, Any], smtp_server: SMTPServer
+) -> None:
+    alerting = _smtp_app(app, make_alerting, smtp_config)
+
+    @app.route("/search")
+    def search() -> str:
+        raise RuntimeError("search failed")
+
+    app.test_client().get("/search", query_string={"q": "z" * 107_000, "page": "2"})
+    assert alerting.flush(10.0)
+    raw = smtp_server.wait_for(1)[0].as_bytes()
+    url_lines = [line for line in _plain(raw).splitlines() if line.startswith("  url: ")]
+    assert len(url_lines) == 1 and len(url_lines[0]) < 3000
+    assert "more characters]" in url_lines[0]
+    assert len(raw) < 100_000
+
+
+def test_huge_custom_alerts_make_bounded_emails_saying_what_was_cut(
+    app: Flask, make_alerting: Make, smtp_config: dict[str, Any], smtp_server: SMTPServer
+) -> None:
+    alerting = _smtp_app(app, make_alerting, smtp_config)
+    # Not ASCII and long lines: the worst case for the transfer encoding.
+    head, tail = "HEAD-OF-THE-MESSAGE\n", "\nTAIL-OF-THE-MESSAGE"
+    with app.app_context():
+        alerting.alert("huge", head + ("\u00e9\u6f22\U0001f680<&>" * 500_000) + tail)
+    assert alerting.flush(20.0)
+    raw = smtp_server.wait_for(1)[0].as_bytes()
+    assert len(raw) < MAX_EMAIL_BYTES
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    for kind in ("plain", "html"):
+        part = message.get_body((kind,))
+        assert part is not None
+        content = part.get_content()
+        assert "HEAD-OF-THE-MESSAGE" in content and "TAIL-OF-THE-MESSAGE" in content
+        assert "bytes cut: the message was too long" in content
+
+
+def _summary_size(summary: Any) -> tuple[int, int]:
+    """(code objects, characters) a summary holds, whatever its shape."""
+    codes = chars = 0
+    stack = [summary]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+        elif isinstance(item, type((lambda: 0).__code__)):
+            codes += 1
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+    return codes, chars
+
+
+def _raise_endless_chain() -> None:
+    exc = RuntimeError("link 0")
+    for i in range(1, 30_000):  # linked by hand: raising 30,000 times is slow
+        outer = RuntimeError(f"link {i}")
+        outer.__cause__ = exc
+        exc = outer
+    raise exc
+
+
+def _raise_group_tree() -> None:
+    # 15 members (the same object) at each of 12 levels: 15 ** 12 leaves to visit.
+    level: BaseException = ValueError("leaf")
+    for depth in range(12):
+        level = ExceptionGroup(f"level {depth}", [level] * 15)  # type: ignore[list-item]  # noqa: F821
+    raise level
+
+
+def _raise_with_notes() -> None:
+    exc = ValueError("annotated")
+    for i in range(10_000):
+        exc.add_note(f"note {i}: " + "n" * 1000)  # type: ignore[attr-defined]
+    raise exc
+
+
+HOSTILE: dict[str, Callable[[], None]] = {
+    "chain of 2000": _raise_chain,
+    "chain of 30000": _raise_endless_chain,
+    "recursion 20000 deep": lambda: _ping(20_000),
+}
+if sys.version_info >= (3, 11):
+    HOSTILE["group of 50 x 1 MB"] = _raise_group
+    HOSTILE["group 15 wide, 12 deep"] = _raise_group_tree
+    HOSTILE["10000 notes of 1 KB"] = _raise_with_notes
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_the_request_path_copies_a_bounded_summary_of_a_hostile_exception(
+    case: str, deep_recursion: int
+) -> None:
+    from flask_alerting.capture import (
+        MAX_SUMMARY_CHARACTERS,
+        MAX_SUMMARY_FRAMES,
+        format_summary,
+        summarize_exception,
+    )
+
+    try:
+        HOSTILE[case]()
+    except BaseException as exc:  # noqa: BLE001 - ExceptionGroup included
+        summary = summarize_exception(exc)
+    codes, chars = _summary_size(summary)
+    assert codes <= MAX_SUMMARY_FRAMES
+    assert chars <= MAX_SUMMARY_CHARACTERS
+    text = format_summary(summary)
+    assert len(text) < 2 * MAX_SUMMARY_CHARACTERS + 300 * MAX_SUMMARY_FRAMES
+    assert re.search(r"not shown|more exceptions|max_group_depth|more characters", text)
+
+
+def test_the_exception_itself_is_never_left_out_of_a_chain_by_the_size_limit() -> None:
+    from flask_alerting.capture import format_traceback
+
+    exc = RuntimeError("the root cause")
+    for i in range(30):  # 30 messages of 20,000 characters: more than a summary holds
+        try:
+            try:
+                raise exc
+            except RuntimeError as inner:
+                raise RuntimeError(f"{i}: " + "m" * 20_000) from inner
+        except RuntimeError as outer:
+            exc = outer
+    top = RuntimeError("top")
+    top.__cause__ = exc
+    text = format_traceback(top)
+    assert text.rstrip().endswith("RuntimeError: top")
+    assert "not shown: the alert's size limit" in text
+
+
+@needs_groups
+def test_a_small_exception_group_is_formatted_as_the_standard_library_does() -> None:
+    import traceback
+
+    from flask_alerting.capture import format_traceback
+
+    def inner() -> None:
+        try:
+            raise KeyError("inside")
+        except KeyError as exc:
+            raise ExceptionGroup(  # noqa: F821
+                "inner", [exc, TypeError("t")]
+            ) from None
+
+    def outer() -> None:
+        errors: list[Exception] = []
+        for func in (inner, lambda: int("x")):
+            try:
+                func()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        raise ExceptionGroup("outer", errors)  # noqa: F821
+
+    try:
+        outer()
+    except Exception as exc:  # noqa: BLE001
+        assert format_traceback(exc) == "".join(traceback.format_exception(exc))
+
+
+@needs_groups
+def test_notes_are_formatted_as_the_standard_library_does_and_bounded() -> None:
+    import traceback
+
+    from flask_alerting.capture import format_traceback
+
+    def annotated(count: int) -> BaseException:
+        try:
+            exc = KeyError("k")
+            for i in range(count):
+                exc.add_note(f"note {i}\nsecond line")  # type: ignore[attr-defined]
+            raise exc
+        except KeyError as caught:
+            return caught
+
+    few = annotated(3)
+    assert format_traceback(few) == "".join(traceback.format_exception(few))
+    many = format_traceback(annotated(500))
+    assert "note 19\n" in many and "note 20\n" not in many
+    assert "[480 more notes not shown]" in many
