@@ -634,3 +634,92 @@ def test_notes_are_formatted_as_the_standard_library_does_and_bounded() -> None:
     many = format_traceback(annotated(500))
     assert "note 19\n" in many and "note 20\n" not in many
     assert "[480 more notes not shown]" in many
+
+
+# -- 9. capture_exception() next to the recursion limit -----------------------------------------
+
+
+def _descend(n: int) -> None:
+    if n > 1:
+        _descend(n - 1)
+
+
+def _room_for(frames: int) -> bool:
+    """Whether ``frames`` more nested calls fit under the recursion limit from the caller."""
+    try:
+        _descend(frames - 1)  # with this function's own frame: ``frames`` frames
+    except RecursionError:
+        return False
+    return True
+
+
+def _call_with_room(room: int, func: Callable[[], None]) -> None:
+    """Call ``func`` from a frame that has room for exactly ``room`` more nested calls.
+
+    Measured, not computed from the frame count: calls from C code into Python (pytest's
+    plugins) count against the limit too.
+    """
+    if _room_for(room + 1):
+        _call_with_room(room, func)
+    else:
+        assert _room_for(room)
+        func()
+
+
+def test_capture_exception_next_to_the_recursion_limit_never_raises(
+    app: Flask, make_alerting: Make, memory: MemoryNotifier
+) -> None:
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=0)
+    raised: dict[int, BaseException] = {}
+    errors = {k: ValueError(f"with room for {k} calls") for k in range(1, 40)}
+
+    def capture(k: int) -> Callable[[], None]:
+        return lambda: alerting.capture_exception(errors[k], k=k)
+
+    for k in errors:
+        try:
+            # The lambda's frame has room for k calls: capture_exception's and k - 1 more.
+            _call_with_room(k + 1, capture(k))
+        except BaseException as exc:  # noqa: BLE001
+            raised[k] = exc
+    assert raised == {}
+    assert alerting.flush(10.0)
+    captured = sorted(int(a.details["extra"]["k"]) for a in memory.alerts)
+    # With room for capture_exception's frame, the frame of the helper that checks for
+    # room and one built-in call there, the alert is delivered (built on a fresh stack).
+    # With less, nothing can be called, not even to log: the alert is lost, silently.
+    assert captured == list(range(3, 40))
+
+
+def test_capture_exception_next_to_the_recursion_limit_in_a_view_keeps_the_request(
+    app: Flask, make_alerting: Make, memory: MemoryNotifier
+) -> None:
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=0)
+
+    @app.route("/deep/<int:k>")
+    def deep(k: int) -> str:
+        _call_with_room(k + 1, lambda: alerting.capture_exception(ValueError(f"room {k}")))
+        return "still answering"
+
+    client = app.test_client()
+    for k in (3, 5, 8, 13):
+        assert client.get(f"/deep/{k}").get_data(as_text=True) == "still answering"
+    assert alerting.flush(10.0)
+    assert len(memory.alerts) == 4
+    for alert in memory.alerts:
+        assert alert.labels["endpoint"] == "deep"
+        assert alert.details["request"]["url"].startswith("http://localhost/deep/")
+
+
+def test_alert_next_to_the_recursion_limit_never_raises(
+    app: Flask, alerting: FlaskAlerting, memory: MemoryNotifier
+) -> None:
+    raised: list[BaseException] = []
+    for k in range(1, 20):
+        try:
+            _call_with_room(k + 1, lambda: alerting.alert("near the limit"))
+        except BaseException as exc:  # noqa: BLE001
+            raised.append(exc)
+    assert raised == []
+    assert alerting.flush(10.0)
+    assert memory.alerts  # delivered (the throttle folds the repeats)
