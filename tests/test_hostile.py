@@ -687,8 +687,10 @@ def test_capture_exception_next_to_the_recursion_limit_never_raises(
     captured = sorted(int(a.details["extra"]["k"]) for a in memory.alerts)
     # With room for capture_exception's frame, the frame of the helper that checks for
     # room and one built-in call there, the alert is delivered (built on a fresh stack).
-    # With less, nothing can be called, not even to log: the alert is lost, silently.
-    assert captured == list(range(3, 40))
+    # With less, nothing can be called, not even to log (Python 3.11: built-in calls
+    # count against the limit), and the alert is lost, silently.
+    assert set(range(3, 40)) <= set(captured) <= set(range(1, 40))
+    assert len(captured) == len(set(captured))
 
 
 def test_capture_exception_next_to_the_recursion_limit_in_a_view_keeps_the_request(
