@@ -16,6 +16,7 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 from flask.signals import got_request_exception
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ._stack import call_with_headroom
 from ._worker import Pipeline, guard
 from .alert import Alert, PendingAlert, Severity, utcnow
 from .capture import (
@@ -322,6 +323,23 @@ class FlaskAlerting:
         :param labels: extra labels, added to ``app`` and ``host``.
         :param fingerprint: grouping key for the throttle; default from title and labels.
         """
+        try:
+            call_with_headroom(
+                self._alert, title, message, severity, labels, fingerprint, value, threshold
+            )
+        except RecursionError:  # not even room for that call (see _stack)
+            pass
+
+    def _alert(
+        self,
+        title: str,
+        message: str,
+        severity: Severity,
+        labels: Mapping[str, str] | None,
+        fingerprint: str,
+        value: float | None,
+        threshold: float | None,
+    ) -> None:
         state = self._state_or_warn()
         if state is None or not state.config.enabled:
             return
@@ -347,13 +365,20 @@ class FlaskAlerting:
 
         For ``try``/``except`` blocks and background jobs; inside a request the alert
         carries the request context. Keyword arguments are added to the alert's details.
-        An exception already alerted is not alerted again.
+        An exception already alerted is not alerted again. Never raises, also when called a
+        few frames below the recursion limit (the work then runs on a fresh stack).
         """
-        if exc is None:
-            exc = current_exception()
+        try:
             if exc is None:
-                logger.warning("flask-alerting: capture_exception() called with no exception")
-                return
+                exc = current_exception()
+            call_with_headroom(self._capture_exception, exc, extra)
+        except RecursionError:  # not even room for these calls (see _stack)
+            pass
+
+    def _capture_exception(self, exc: BaseException | None, extra: Mapping[str, Any]) -> None:
+        if exc is None:
+            logger.warning("flask-alerting: capture_exception() called with no exception")
+            return
         state = self._state_or_warn()
         if state is None or not state.config.enabled:
             return
@@ -382,7 +407,9 @@ class FlaskAlerting:
                 # A storm: this occurrence only adds to a digest's count.
                 state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True))
                 return
-            labels, snapshot = request_context(state.labels)
+            labels, snapshot = request_context(
+                state.labels, cookie_values=state.config.show_cookie_values
+            )
             state.submit(
                 error_alert_builder(
                     exc,

@@ -15,6 +15,8 @@ Frame local variables are never read: tracebacks are formatted without locals.
 from __future__ import annotations
 
 import builtins
+import collections
+import collections.abc
 import functools
 import itertools
 import json
@@ -27,20 +29,24 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from flask import current_app, has_app_context, has_request_context
 from flask import g as flask_g
-from flask import has_app_context, has_request_context
 from flask import request as flask_request
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 from .alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
 from .scrub import (
     JSON_BUDGET,
+    MAX_ITEMS,
+    TRUNCATED,
     Scrubber,
     bounded_copy,
     bounded_items,
     clean_text,
     cut,
+    cut_middle,
     get_scrubber,
+    safe_repr,
 )
 
 if TYPE_CHECKING:
@@ -54,9 +60,9 @@ CAPTURED_ATTR = "__flask_alerting_captured__"
 #: alerted during its lifetime: ``id(exc) -> exc``.
 _MARKS_ATTR = "_flask_alerting_captured"
 
-#: Request bodies up to this many bytes are parsed for the alert when the view did not
-#: parse them itself (werkzeug caches the parsed form and JSON, so a view that did pays
-#: nothing more). Larger bodies are described, not read.
+#: A body the view read as raw data only (``request.get_data()``) is parsed for the alert
+#: up to this many bytes; a larger one is described. A body the view did not read is
+#: never read for the alert (a slow client would hold the error response and the worker).
 MAX_BODY_READ = 1024 * 1024
 
 #: The rendered JSON body is cut near this many characters.
@@ -64,6 +70,26 @@ MAX_JSON_TEXT = JSON_BUDGET + 1024
 
 #: The ``Type: message`` part of a traceback is cut to this many characters.
 MAX_EXCEPTION_TEXT = 10_000
+#: Frames kept of one traceback: the outermost and the innermost halves.
+MAX_FRAMES = 100
+#: Exceptions kept of one ``__cause__``/``__context__`` chain: the first and the last
+#: halves (in print order: the root cause first, the exception raised last).
+MAX_CHAIN = 20
+#: A chain is not followed beyond this many links (a loop-free chain of that length is
+#: already absurd; following it costs a pointer chase per link on the request path).
+MAX_CHAIN_WALK = 10_000
+#: Members shown of one exception group, and nesting depth (the standard library's).
+MAX_GROUP_WIDTH = 15
+MAX_GROUP_DEPTH = 10
+#: What one summary holds at most, whatever the exception: exceptions, frames, and
+#: characters of text (messages, notes, separators). The request path copies no more.
+MAX_SUMMARY_EXCEPTIONS = 100
+MAX_SUMMARY_FRAMES = 500
+MAX_SUMMARY_CHARACTERS = 100_000
+#: The formatted traceback is cut to about this many characters (head and tail kept).
+MAX_TRACEBACK_TEXT = 120_000
+#: The request's URL line is cut to this many characters.
+MAX_URL_TEXT = 2048
 
 _LIB_DIRS = tuple(
     {os.path.abspath(p) for k, p in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib")}
@@ -151,33 +177,26 @@ def _is_library_file(filename: str) -> bool:
     )
 
 
-def _location(frames: Iterable[tuple[CodeType, int]]) -> str:
-    innermost: tuple[CodeType, int] | None = None
-    app_frame: tuple[CodeType, int] | None = None
-    for frame in frames:
-        innermost = frame
-        if not _is_library_file(frame[0].co_filename):
-            app_frame = frame
-    chosen = app_frame or innermost
-    if chosen is None:
-        return ""
-    code, lineno = chosen
-    return f"{code.co_filename}:{code.co_name}:{lineno}"
-
-
-def _walk(tb: TracebackType | None) -> Iterator[tuple[CodeType, int]]:
-    while tb is not None:
-        yield tb.tb_frame.f_code, tb.tb_lineno
-        tb = tb.tb_next
-
-
 def code_location(tb: TracebackType | None) -> str:
     """``file:function:line`` of the innermost frame in the app's own code.
 
     Library frames (site-packages, the standard library, flask-alerting itself) are
-    skipped; falls back to the innermost frame when every frame is library code.
+    skipped; falls back to the innermost frame when every frame is library code. One
+    plain loop over the traceback (a 20,000-frame recursion costs a few milliseconds).
     """
-    return _location(_walk(tb))
+    innermost: TracebackType | None = None
+    app_entry: TracebackType | None = None
+    is_library = _is_library_file
+    while tb is not None:
+        innermost = tb
+        if not is_library(tb.tb_frame.f_code.co_filename):
+            app_entry = tb
+        tb = tb.tb_next
+    chosen = app_entry or innermost
+    if chosen is None:
+        return ""
+    code = chosen.tb_frame.f_code
+    return f"{code.co_filename}:{code.co_name}:{chosen.tb_lineno}"
 
 
 def error_fingerprint(exc: BaseException, endpoint: str | None) -> str:
@@ -225,29 +244,48 @@ def _plain(value: Any) -> Any:
 UNKNOWN_LENGTH_BODY = "[body of unknown length, not included]"
 
 
-def _body_cached(req: Request) -> bool:
-    """Whether werkzeug already holds the body in memory (the view read or parsed it)."""
-    return (
-        getattr(req, "_cached_data", None) is not None
-        or "form" in req.__dict__  # the parsed form (an instance-dict cached_property)
-        or getattr(req, "_cached_json", (Ellipsis, Ellipsis)) != (Ellipsis, Ellipsis)
-    )
+def _unread(length: int | None) -> str:
+    if length is None:
+        return UNKNOWN_LENGTH_BODY
+    return f"[body of {length} bytes not read by the view, not included]"
+
+
+class _ReadByView(NamedTuple):
+    """What werkzeug holds of the body because the view read it (its private caches)."""
+
+    #: The parsed JSON (``None`` when it was invalid), or ``Ellipsis`` when not parsed.
+    json: Any
+    #: The form (and files) were parsed.
+    form: bool
+    #: The raw body, when the view read it as such (``get_data()``).
+    data: bytes | None
+
+
+def _read_by_view(req: Request) -> _ReadByView:
+    cached_json = getattr(req, "_cached_json", (Ellipsis, Ellipsis))
+    # (normal, silent) results of get_json: either is the parsed value, or None (silent
+    # and invalid).
+    parsed = cached_json[0] if cached_json[0] is not Ellipsis else cached_json[1]
+    data = getattr(req, "_cached_data", None)
+    return _ReadByView(parsed, "form" in req.__dict__, data if isinstance(data, bytes) else None)
 
 
 def _body(req: Request, snap: dict[str, Any]) -> None:
+    # Only what the view already read: reading the rest here would make the error
+    # response (and the worker) wait for the client, however slowly it sends.
     length = req.content_length
-    # A body the view did not read is read here only when its length is known and
-    # small: a chunked upload (no Content-Length) could be of any size.
-    readable = _body_cached(req) or (length is not None and length <= MAX_BODY_READ)
+    read = _read_by_view(req)
     if req.is_json:
-        if not readable:
-            snap["json"] = (
-                UNKNOWN_LENGTH_BODY
-                if length is None
-                else f"[JSON body of {length} bytes, not included]"
-            )
+        if read.json is not Ellipsis:
+            data = read.json
+        elif read.data is None:
+            snap["json"] = _unread(length)
             return
-        data = req.get_json(silent=True)
+        elif len(read.data) > MAX_BODY_READ:
+            snap["json"] = f"[JSON body of {len(read.data)} bytes, not included]"
+            return
+        else:
+            data = req.get_json(silent=True)  # parses the cached data
         if data is None and length != 0:
             snap["json"] = (
                 f"[{length} bytes of invalid or unreadable JSON, not included]"
@@ -257,11 +295,14 @@ def _body(req: Request, snap: dict[str, Any]) -> None:
             return
         snap["json"], snap["json_truncated"] = bounded_copy(data)
     elif req.mimetype in _FORM_TYPES:
-        if not readable:
-            snap["form"] = {
-                "[body]": UNKNOWN_LENGTH_BODY if length is None else f"{length} bytes, not included"
-            }
-            return
+        if not read.form:
+            if read.data is None:
+                snap["form"] = {"[body]": _unread(length)}
+                return
+            if len(read.data) > MAX_BODY_READ:
+                snap["form"] = {"[body]": f"{len(read.data)} bytes, not included"}
+                return
+        # Parsed already, or parsed now from the cached data (never from the stream).
         snap["form"] = bounded_items(req.form.items(multi=True))
         files = req.files
         if files:
@@ -271,17 +312,32 @@ def _body(req: Request, snap: dict[str, Any]) -> None:
             )
 
 
-def snapshot_request(req: Request) -> dict[str, Any]:
+def snapshot_request(req: Request, *, cookie_values: bool = False) -> dict[str, Any]:
     """Copy what an error alert shows of ``req``: small, not yet parsed nor scrubbed.
 
     Runs on the request path, so it only copies: the string entries of the WSGI environ
     (method, URL parts, headers: strings are immutable, so this copies references), the
-    endpoint and view arguments, and a bounded copy of the form or JSON body (parsed
-    here if the view did not: the body cannot be read later). Parsing headers, cookies
-    and the query string happens in :func:`render_request`. Never raises.
+    endpoint and view arguments, and a bounded copy of the form or JSON body when the
+    view read it (a body the view did not read is never read here: see :func:`_body`).
+    Parsing headers, cookies and the query string happens in :func:`render_request`.
+    Never raises.
+
+    :param cookie_values: show the values of cookies (``ALERTING_SHOW_COOKIE_VALUES``),
+        scrubbed; by default only their names.
     """
     snap: dict[str, Any] = {}
     try:
+        if cookie_values:
+            snap["cookie_values"] = True
+        if has_app_context():
+            # The app's session cookies are filtered under any name (read per request:
+            # Flask reads them so).
+            config = current_app.config
+            snap["private_names"] = tuple(
+                name
+                for name in (config.get("SESSION_COOKIE_NAME"), config.get("REMEMBER_COOKIE_NAME"))
+                if isinstance(name, str) and name
+            )
         environ = req.environ
         snap["environ"] = {
             k: v
@@ -298,15 +354,22 @@ def snapshot_request(req: Request) -> dict[str, Any]:
     return snap
 
 
-def request_context(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str, Any] | None]:
+def request_context(
+    labels: Mapping[str, str], *, cookie_values: bool = False
+) -> tuple[dict[str, str], dict[str, Any] | None]:
     """``labels`` plus ``endpoint``, and a snapshot of the current request (request path).
 
     Outside a request: a copy of ``labels`` and None.
+
+    :param cookie_values: see :func:`snapshot_request`.
     """
     labels = dict(labels)
     if not has_request_context():
         return labels, None
-    snapshot = snapshot_request(flask_request._get_current_object())  # type: ignore[attr-defined]
+    snapshot = snapshot_request(
+        flask_request._get_current_object(),  # type: ignore[attr-defined]
+        cookie_values=cookie_values,
+    )
     if snapshot.get("endpoint"):
         labels["endpoint"] = snapshot["endpoint"]
     return labels, snapshot
@@ -314,6 +377,7 @@ def request_context(labels: Mapping[str, str]) -> tuple[dict[str, str], dict[str
 
 def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any]:
     """The parsed, scrubbed, e-mail-safe request section of an alert (dispatch thread)."""
+    scrubber = scrubber.including(snap.get("private_names") or ())
     view_args = snap.get("view_args") or {}
     secrets = [
         str(v)
@@ -333,7 +397,7 @@ def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any
             out[key] = value
 
     part("method", lambda: environ.get("REQUEST_METHOD"))
-    part("url", lambda: scrubber.scrub_url(req.url, secrets))
+    part("url", lambda: cut(scrubber.scrub_url(req.url, secrets), MAX_URL_TEXT))
     part("endpoint", lambda: snap.get("endpoint"))
     part("view_args", lambda: scrubber.scrub(view_args))
     part("query_args", lambda: scrubber.scrub(bounded_items(req.args.items(multi=True))))
@@ -352,11 +416,22 @@ def render_request(snap: Mapping[str, Any], scrubber: Scrubber) -> dict[str, Any
         out["json"] = clean_text(text)
     part("remote_addr", lambda: environ.get("REMOTE_ADDR"))
     part("user_agent", lambda: clean_text(cut(environ.get("HTTP_USER_AGENT", ""))))
-    part("headers", lambda: scrubber.scrub_headers(bounded_items(req.headers.items())))
-    part("cookies", lambda: scrubber.scrub(bounded_items(req.cookies.items(multi=True))))
+    part("headers", lambda: scrubber.scrub_headers(bounded_items(req.headers.items()), secrets))
+    if snap.get("cookie_values"):
+        part("cookies", lambda: scrubber.scrub(bounded_items(req.cookies.items(multi=True))))
+    else:
+        part("cookies", lambda: _cookie_names(req.cookies.keys()))
     if "unavailable" in snap:
         out["unavailable"] = snap["unavailable"]
     return out
+
+
+def _cookie_names(names: Iterable[str]) -> list[str]:
+    """The distinct cookie names, at most :data:`~flask_alerting.scrub.MAX_ITEMS`."""
+    unique = list(dict.fromkeys(clean_text(cut(str(name), 200)) for name in names))
+    if len(unique) > MAX_ITEMS:
+        unique[MAX_ITEMS:] = [f"{TRUNCATED} {len(unique) - MAX_ITEMS} more"]
+    return unique
 
 
 class RequestDetails(Mapping[str, Any]):
@@ -409,15 +484,31 @@ class RequestDetails(Mapping[str, Any]):
 # request and everything they reference, and keeping that alive until the dispatch thread
 # runs costs the garbage collector far more than the request path saves (measured: about
 # a third of an erroring request). So the request path keeps only code objects, instruction
-# offsets and the message (:func:`summarize_exception`); the dispatch thread formats the
+# offsets and the messages (:func:`summarize_exception`); the dispatch thread formats the
 # same text as :func:`traceback.format_exception` from those (:func:`format_summary`).
+#
+# Both are bounded, whatever the exception: a group of 50 members with 1 MB messages, a
+# 2,000-link cause chain or a 20,000-frame recursion are summarised with at most
+# MAX_SUMMARY_EXCEPTIONS exceptions, MAX_SUMMARY_FRAMES frames and MAX_SUMMARY_CHARACTERS
+# characters, and the text says what was left out.
 
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 _EXCEPTION_GROUP: type | None = getattr(builtins, "BaseExceptionGroup", None)
+_MAX_NOTES = 20
 
 #: One traceback entry: code object, instruction offset (``tb_lasti``), line number.
 Frame = tuple[CodeType, int, int]
+
+
+class Group(NamedTuple):
+    """The members of an exception group, each summarised with its own chain."""
+
+    members: tuple[tuple[ExceptionPart, ...], ...]
+    #: Members not summarised (beyond :data:`MAX_GROUP_WIDTH` or the summary's limits).
+    more: int = 0
+    #: Nested deeper than :data:`MAX_GROUP_DEPTH`: not summarised at all.
+    too_deep: bool = False
 
 
 class ExceptionPart(NamedTuple):
@@ -425,18 +516,39 @@ class ExceptionPart(NamedTuple):
 
     #: Printed before this part (the "direct cause" / "during handling" sentences).
     separator: str | None
-    #: The traceback entries, outermost first; None when the exception was never raised.
+    #: The traceback entries kept, outermost first; None when the exception was never
+    #: raised.
     frames: tuple[Frame, ...] | None
-    #: The ``Type: message`` lines, already cut.
+    #: The ``Type: message`` lines, already cut (or a line saying what was left out).
     text: str
+    #: Frames left out between the first ``head`` entries of ``frames`` and the others.
+    omitted: int = 0
+    head: int = 0
+    #: For an exception group, its members.
+    group: Group | None = None
 
 
-#: A frame-free summary: the parts in print order, or (exception groups) the final text.
-Summary = tuple[ExceptionPart, ...] | str
+#: A frame-free summary: the parts in print order.
+Summary = tuple[ExceptionPart, ...]
 
 #: Formatted stacks by code path: a storm of one error formats its stack once.
 _STACKS: dict[tuple[tuple[int, int, int], ...], tuple[tuple[CodeType, ...], list[str]]] = {}
 _MAX_STACKS = 256
+
+
+class _Budget:
+    """What a summary may still hold (see :data:`MAX_SUMMARY_EXCEPTIONS` ...)."""
+
+    __slots__ = ("exceptions", "frames", "characters")
+
+    def __init__(self) -> None:
+        self.exceptions = MAX_SUMMARY_EXCEPTIONS
+        self.frames = MAX_SUMMARY_FRAMES
+        self.characters = MAX_SUMMARY_CHARACTERS
+
+    def spent(self) -> bool:
+        # A part costs at least a line of text: keep room for the one saying what is left.
+        return self.exceptions <= 0 or self.characters < 200
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -446,55 +558,96 @@ def _safe_str(exc: BaseException) -> str:
         return "<exception str() failed>"
 
 
-def _exception_only(exc: BaseException, message: str | None = None) -> str:
+def _exception_only(
+    exc: BaseException, message: str | None = None, limit: int = MAX_EXCEPTION_TEXT
+) -> str:
+    """The ``Type: message`` lines of ``exc`` as :mod:`traceback` prints them, cut to about
+    ``limit`` characters before anything long is copied."""
     cls = type(exc)
-    if isinstance(exc, SyntaxError) or getattr(exc, "__notes__", None) is not None:
+    if isinstance(exc, SyntaxError):
         text = "".join(traceback.format_exception_only(cls, exc))
     else:
-        # The common case, as traceback prints it, without building a TracebackException.
         module = cls.__module__
         name = cls.__qualname__
         if module not in ("__main__", "builtins"):
             name = f"{module if isinstance(module, str) else '<unknown>'}.{name}"
         value = _safe_str(exc) if message is None else message
+        if len(value) > limit:
+            value = cut(value, limit)
         text = f"{name}: {value}\n" if value else f"{name}\n"
-    if len(text) > MAX_EXCEPTION_TEXT:
-        text = cut(text, MAX_EXCEPTION_TEXT) + "\n"
+        notes = getattr(exc, "__notes__", None)
+        if notes is not None:
+            text += _notes(notes, limit)
+    if len(text) > limit:
+        text = cut(text, limit) + "\n"
     return text
 
 
-def _frames(tb: TracebackType | None) -> tuple[Frame, ...] | None:
+def _notes(notes: Any, limit: int) -> str:
+    """The ``__notes__`` lines as :mod:`traceback` prints them, at most :data:`_MAX_NOTES`."""
+    if not isinstance(notes, collections.abc.Sequence) or isinstance(notes, str):
+        return cut(safe_repr(notes), limit)  # traceback prints it so, without a newline
+    out: list[str] = []
+    try:
+        for note in itertools.islice(notes, _MAX_NOTES):
+            try:
+                text = note if isinstance(note, str) else str(note)
+            except Exception:
+                text = "<note str() failed>"
+            out += [line + "\n" for line in cut(text, limit).split("\n")]
+        if len(notes) > _MAX_NOTES:
+            out.append(f"[{len(notes) - _MAX_NOTES} more notes not shown]\n")
+    except Exception:
+        out.append("<__notes__ could not be read>\n")
+    return "".join(out)
+
+
+def _frames(
+    tb: TracebackType | None, budget: _Budget
+) -> tuple[tuple[Frame, ...] | None, int, int]:
+    """The frames kept of ``tb`` (the outermost and innermost halves of at most
+    :data:`MAX_FRAMES`), how many were left out between them, and how many of the kept
+    frames come before that gap."""
     if tb is None:
-        return None
+        return None, 0, 0
+    room = max(0, min(MAX_FRAMES, budget.frames))
+    head_room = (room + 1) // 2
+    outer: list[TracebackType] = []
+    while tb is not None and len(outer) < head_room:
+        outer.append(tb)
+        tb = tb.tb_next
+    # The innermost frames: a bounded deque keeps the last ones of one plain walk.
+    inner: collections.deque[TracebackType] = collections.deque(maxlen=room - head_room)
+    count = len(outer)
+    while tb is not None:
+        inner.append(tb)
+        count += 1
+        tb = tb.tb_next
     frames: list[Frame] = []
     cache = linecache.cache
-    while tb is not None:
-        frame = tb.tb_frame
+    for entry in (*outer, *inner):
+        frame = entry.tb_frame
         code = frame.f_code
         if code.co_filename not in cache:
             # Lets the dispatch thread find source that is not in a plain file (zip
             # imports), as traceback does with the frame's globals.
             linecache.lazycache(code.co_filename, frame.f_globals)
-        frames.append((code, tb.tb_lasti, tb.tb_lineno))
-        tb = tb.tb_next
-    return tuple(frames)
+        frames.append((code, entry.tb_lasti, entry.tb_lineno))
+    budget.frames -= len(frames)
+    return tuple(frames), count - len(frames), len(outer)
 
 
-def summarize_exception(exc: BaseException, message: str | None = None) -> Summary:
-    """A frame-free summary of ``exc`` and its ``__cause__``/``__context__`` chain.
-
-    Cheap (request path): no source lines are read and nothing is formatted but the
-    ``Type: message`` lines. Exception groups (rare) are formatted at once.
-
-    :param message: ``str(exc)`` when the caller already has it.
-    """
+def _chain(
+    exc: BaseException, seen: set[int]
+) -> tuple[list[tuple[BaseException, str | None]], bool]:
+    """``exc`` and its causes / contexts, innermost (printed first) first, each with the
+    sentence relating it to the next one; and whether the walk stopped early."""
     chain: list[tuple[BaseException, str | None]] = []  # outermost first
-    seen: set[int] = set()
     current: BaseException | None = exc
     relation: str | None = None
     while current is not None:
-        if _EXCEPTION_GROUP is not None and isinstance(current, _EXCEPTION_GROUP):
-            return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if len(chain) >= MAX_CHAIN_WALK:
+            break
         seen.add(id(current))
         chain.append((current, relation))
         cause, context = current.__cause__, current.__context__
@@ -504,15 +657,88 @@ def summarize_exception(exc: BaseException, message: str | None = None) -> Summa
             current, relation = context, _CONTEXT
         else:
             current = None
+    chain.reverse()
+    return chain, current is not None
+
+
+def _summarize(
+    exc: BaseException, message: str | None, budget: _Budget, seen: set[int], depth: int
+) -> tuple[ExceptionPart, ...]:
+    chain, stopped = _chain(exc, seen)
+    total = len(chain)
+    kept = list(range(total))
+    if total > MAX_CHAIN:
+        kept = [*range(MAX_CHAIN // 2), *range(total - MAX_CHAIN // 2, total)]
+    # ``exc`` itself (printed last) first: the budget never leaves it out.
+    summarized: dict[int, ExceptionPart] = {}
+    for index in (kept[-1], *kept[:-1]):
+        if budget.spent():
+            break
+        item = chain[index][0]
+        # The sentence before an exception relates the one printed just above it.
+        separator = chain[index - 1][1] if index else None
+        budget.exceptions -= 1
+        room = max(0, min(MAX_EXCEPTION_TEXT, budget.characters - 200))
+        text = _exception_only(item, message if item is exc else None, room)
+        budget.characters -= len(text) + len(separator or "")
+        frames, omitted, head = _frames(item.__traceback__, budget)
+        group = None
+        if _EXCEPTION_GROUP is not None and isinstance(item, _EXCEPTION_GROUP):
+            group = _group(item, budget, seen, depth)
+        summarized[index] = ExceptionPart(separator, frames, text, omitted, head, group)
     parts: list[ExceptionPart] = []
-    # Printed innermost (oldest) first; each separator goes before the exception that was
-    # raised from, or while handling, the one printed just above it.
-    for index in range(len(chain) - 1, -1, -1):
-        item, _ = chain[index]
-        separator = chain[index + 1][1] if index + 1 < len(chain) else None
-        text = _exception_only(item, message if item is exc else None)
-        parts.append(ExceptionPart(separator, _frames(item.__traceback__), text))
+    if stopped:
+        text = f"[the chain goes on: not followed beyond {MAX_CHAIN_WALK} exceptions]\n"
+        parts.append(ExceptionPart(None, None, text))
+    previous = -1
+    left_out = 0  # by the budget, since the last part shown
+    for index in kept:
+        part = summarized.get(index)
+        if part is None:
+            left_out += 1
+            continue
+        gap = index - previous - 1 - left_out
+        if left_out:
+            parts.append(_left_out(left_out, "more exceptions not shown: the alert's size limit"))
+        if gap:
+            parts.append(_left_out(gap, "exceptions of the chain not shown"))
+        parts.append(part)
+        previous, left_out = index, 0
+    if left_out:
+        parts.append(_left_out(left_out, "more exceptions not shown: the alert's size limit"))
     return tuple(parts)
+
+
+def _left_out(count: int, what: str) -> ExceptionPart:
+    return ExceptionPart(None, None, f"\n[{count} {what}]\n")
+
+
+def _group(group: Any, budget: _Budget, seen: set[int], depth: int) -> Group:
+    if depth > MAX_GROUP_DEPTH:
+        return Group((), 0, too_deep=True)
+    # As traceback prints them: the top-level group at depth 1, its members one deeper.
+    member_depth = max(depth, 1) + 1
+    members: list[tuple[ExceptionPart, ...]] = []
+    exceptions = group.exceptions
+    for member in exceptions[:MAX_GROUP_WIDTH]:
+        if budget.spent():
+            break
+        members.append(_summarize(member, None, budget, seen, member_depth))
+    return Group(tuple(members), len(exceptions) - len(members))
+
+
+def summarize_exception(exc: BaseException, message: str | None = None) -> Summary:
+    """A frame-free summary of ``exc``, its ``__cause__``/``__context__`` chain and, for
+    exception groups, their members.
+
+    Cheap and bounded (request path): no source lines are read and nothing is formatted
+    but the ``Type: message`` lines; long tracebacks, chains and groups are cut (see
+    :data:`MAX_FRAMES`, :data:`MAX_CHAIN`, :data:`MAX_GROUP_WIDTH`, and the summary's
+    limits, :data:`MAX_SUMMARY_EXCEPTIONS` ...).
+
+    :param message: ``str(exc)`` when the caller already has it.
+    """
+    return _summarize(exc, message, _Budget(), set(), 0)
 
 
 def _position(code: CodeType, lasti: int) -> tuple[Any, Any, Any, Any]:
@@ -541,6 +767,8 @@ def _frame_summary(code: CodeType, lasti: int, lineno: int) -> traceback.FrameSu
 
 
 def _stack_lines(frames: tuple[Frame, ...]) -> list[str]:
+    if not frames:
+        return []
     # The entry keeps its code objects alive, so no other code object can take their ids
     # while it exists: equal keys mean the very same code objects.
     key = tuple([(id(code), lasti, lineno) for code, lasti, lineno in frames])
@@ -559,26 +787,101 @@ def _stack_lines(frames: tuple[Frame, ...]) -> list[str]:
     return lines
 
 
+def _part_stack(part: ExceptionPart) -> list[str]:
+    frames = part.frames or ()
+    if not part.omitted:
+        return _stack_lines(frames)
+    return [
+        *_stack_lines(frames[: part.head]),
+        f"  [{part.omitted} frames not shown]\n",
+        *_stack_lines(frames[part.head :]),
+    ]
+
+
+class _Printer:
+    """Indentation and box drawing of exception groups, as :mod:`traceback` does them."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.need_close = False
+
+    def indent(self) -> str:
+        return " " * (2 * self.depth)
+
+    def emit(self, texts: str | list[str], margin: str = "|") -> Iterator[str]:
+        prefix = self.indent() + (f"{margin} " if self.depth else "")
+        for text in [texts] if isinstance(texts, str) else texts:
+            if not prefix:
+                yield text
+            else:
+                yield "".join(prefix + line for line in text.splitlines(keepends=True))
+
+    def parts(self, parts: tuple[ExceptionPart, ...]) -> Iterator[str]:
+        for part in parts:
+            if part.separator:
+                yield from self.emit(part.separator)
+            group = part.group
+            if group is None:
+                if part.frames or part.omitted:
+                    yield from self.emit("Traceback (most recent call last):\n")
+                    yield from self.stack(part)
+                yield from self.emit(part.text)
+            elif group.too_deep:
+                yield from self.emit(f"... (max_group_depth is {MAX_GROUP_DEPTH})\n")
+            else:
+                yield from self.group(part, group)
+
+    def stack(self, part: ExceptionPart) -> Iterator[str]:
+        try:
+            lines = _part_stack(part)
+        except Exception:
+            lines = ["  (the stack could not be formatted)\n"]
+        yield from self.emit(lines)
+
+    def group(self, part: ExceptionPart, group: Group) -> Iterator[str]:
+        toplevel = self.depth == 0
+        if toplevel:
+            self.depth += 1
+        if part.frames or part.omitted:
+            yield from self.emit(
+                "Exception Group Traceback (most recent call last):\n",
+                margin="+" if toplevel else "|",
+            )
+            yield from self.stack(part)
+        yield from self.emit(part.text)
+        count = len(group.members) + (1 if group.more else 0)
+        self.need_close = False
+        for i in range(count):
+            last = i == count - 1
+            if last:
+                self.need_close = True
+            title = str(i + 1) if i < len(group.members) else "..."
+            corner = "+-" if i == 0 else "  "
+            yield f"{self.indent()}{corner}+---------------- {title} ----------------\n"
+            self.depth += 1
+            if i < len(group.members):
+                yield from self.parts(group.members[i])
+            else:
+                plural = "s" if group.more > 1 else ""
+                yield from self.emit(f"and {group.more} more exception{plural}\n")
+            if last and self.need_close:
+                yield f"{self.indent()}+------------------------------------\n"
+                self.need_close = False
+            self.depth -= 1
+        if toplevel:
+            self.depth = 0
+
+
 def format_summary(summary: Summary) -> str:
     """The text :func:`traceback.format_exception` prints for the summarised exception
-    (no locals), with ``Type: message`` parts cut at :data:`MAX_EXCEPTION_TEXT` characters.
+    (no locals), with what :func:`summarize_exception` left out said in its place.
 
     The formatted stack of each code path is cached. Never raises.
     """
-    if isinstance(summary, str):
-        return summary
-    out: list[str] = []
-    for part in summary:
-        if part.separator:
-            out.append(part.separator)
-        if part.frames:
-            out.append("Traceback (most recent call last):\n")
-            try:
-                out.extend(_stack_lines(part.frames))
-            except Exception:
-                out.append("  (the stack could not be formatted)\n")
-        out.append(part.text)
-    return "".join(out)
+    try:
+        return "".join(_Printer().parts(summary))
+    except Exception:
+        return "(the traceback could not be formatted)\n"
 
 
 def format_traceback(exc: BaseException) -> str:
@@ -654,7 +957,7 @@ def error_alert_builder(
 
     def build() -> Alert:
         scrubber = get_scrubber(scrub_fields)
-        tb_text = clean_text(format_summary(summary))
+        tb_text = clean_text(cut_middle(format_summary(summary), MAX_TRACEBACK_TEXT, "traceback"))
         title = f"{name}: {headline}" if headline else name
         if endpoint:
             title += f" in {endpoint}"

@@ -82,6 +82,7 @@ class ConfigVars:
     WEBHOOK_URL = "ALERTING_WEBHOOK_URL"
     WEBHOOK_FORMAT = "ALERTING_WEBHOOK_FORMAT"
     APPRISE_URLS = "ALERTING_APPRISE_URLS"
+    SHOW_COOKIE_VALUES = "ALERTING_SHOW_COOKIE_VALUES"
 
 
 #: Keys whose values are URLs that may hold credentials: shown masked.
@@ -396,6 +397,9 @@ KEYS: dict[str, _Key] = {
     "webhook_url": _Key(ConfigVars.WEBHOOK_URL, None, _http_url, "webhook URL"),
     "webhook_format": _Key(ConfigVars.WEBHOOK_FORMAT, "json", _webhook_format, "json/slack"),
     "apprise_urls": _Key(ConfigVars.APPRISE_URLS, (), _url_list, "Apprise URLs"),
+    "show_cookie_values": _Key(
+        ConfigVars.SHOW_COOKIE_VALUES, False, _bool, "cookie values in alerts (scrubbed)"
+    ),
 }
 
 
@@ -441,6 +445,7 @@ class Config:
     webhook_url: str | None = dataclasses.field(repr=False)
     webhook_format: str
     apprise_urls: tuple[str, ...] = dataclasses.field(repr=False)
+    show_cookie_values: bool
 
     def as_public_dict(self) -> dict[str, Any]:
         """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""

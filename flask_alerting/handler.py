@@ -135,7 +135,8 @@ class AlertingHandler(logging.Handler):
             self.alerting._capture(state, exc, {}, log=log, severity=severity)
             return
         labels, snapshot = request_context(
-            {**state.labels, "logger": record.name, "exception": LOG_RECORD_EXCEPTION}
+            {**state.labels, "logger": record.name, "exception": LOG_RECORD_EXCEPTION},
+            cookie_values=state.config.show_cookie_values,
         )
         state.submit(
             log_alert_builder(

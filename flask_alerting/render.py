@@ -13,10 +13,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from .alert import Alert, one_line
+from .scrub import cut_middle, cut_middle_bytes
 
 #: Subject lines are cut to this many characters (RFC 5322 recommends 78 per line; mail
 #: clients show about this much).
 MAX_SUBJECT_LENGTH = 150
+
+#: The plain-text body is cut to this many bytes of UTF-8, its head and tail kept around
+#: a line saying how much was cut; the HTML body to :data:`MAX_HTML_BYTES`. Even
+#: quoted-printable encoded (at worst about 3.1 bytes per byte), an e-mail with both
+#: stays under 1 MB, below the size limits of mail servers (a 552 reply is permanent:
+#: the alert would be lost).
+MAX_TEXT_BYTES = 140_000
+MAX_HTML_BYTES = 160_000
+#: A line of the alert log is cut to this many characters (head and tail kept).
+MAX_LOG_TEXT = 140_000
 
 
 def subject(alert: Alert, prefix: str | None) -> str:
@@ -145,13 +156,21 @@ def text_body(alert: Alert) -> str:
             lines += ["", f"{key.replace('_', ' ').capitalize()}: {_fmt(value)}"]
     if alert.traceback and alert.traceback not in alert.message:
         lines += ["", "Traceback:", alert.traceback.rstrip()]
-    return "\n".join(lines).rstrip() + "\n"
+    return cut_middle_bytes("\n".join(lines).rstrip(), MAX_TEXT_BYTES - 1) + "\n"
 
 
 def html_body(alert: Alert) -> str:
     """An HTML alternative: the plain text, escaped, in a ``<pre>`` block."""
     title = html.escape(alert.title)
-    body = html.escape(text_body(alert))
+    text = text_body(alert)
+    body = html.escape(text)
+    room = MAX_HTML_BYTES - 400 - len(title.encode("utf-8")) * 2  # the markup around it
+    size = len(body.encode("utf-8"))
+    while size > room:
+        # Escaping made it longer (``<`` is 4 characters escaped): cut the text more.
+        text = cut_middle_bytes(text, int(len(text.encode("utf-8")) * room / size * 0.98))
+        body = html.escape(text)
+        size = len(body.encode("utf-8"))
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{title}</title></head><body>\n"
@@ -166,6 +185,10 @@ def log_line(alert: Alert) -> str:
     Errors log their traceback like the seed's ``logging.error(traceback.format_exc())``;
     timing and metric alerts log the seed's sentences.
     """
+    return cut_middle(_log_line(alert), MAX_LOG_TEXT, "alert")
+
+
+def _log_line(alert: Alert) -> str:
     if alert.kind == "error":
         return f"{alert.title}\n{alert.traceback or alert.message}".rstrip()
     if alert.kind == "timing" and alert.value is not None and alert.threshold is not None:

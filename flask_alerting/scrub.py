@@ -11,6 +11,10 @@ Pure code: no Flask, no threads, no I/O. Two halves:
 A name is sensitive when, lowercased and with ``_``, ``-``, ``.`` and spaces removed, it
 contains one of :data:`DEFAULT_FIELDS` (or of the extra names, ``ALERTING_SCRUB_FIELDS``)
 treated the same way: ``X-Api-Key``, ``apiKey`` and ``api_key`` all match ``api_key``.
+The short names of :data:`DEFAULT_WORDS` match only as whole words of a name (split at
+separators and case changes): ``key`` matches ``X-Api-Key`` and ``sortKey``, not
+``monkey``. Names given as *exact* (the app's session cookie names) match only
+themselves, case aside.
 """
 
 from __future__ import annotations
@@ -40,15 +44,32 @@ DEFAULT_FIELDS: tuple[str, ...] = (
     "csrf",
     "credential",
     "private_key",
+    "passphrase",
+    "card_number",
+    "signature",
 )
+
+#: Short names whose values are always filtered when they are a whole word of a field
+#: name: ``pin`` filters ``pin`` and ``card_pin`` but not ``shipping``.
+DEFAULT_WORDS: tuple[str, ...] = ("pin", "cvv", "sig", "code", "key", "otp", "sid", "jwt")
 
 #: Headers whose value is filtered whatever the configuration (normalised names).
 ALWAYS_FILTERED_HEADERS = frozenset({"cookie", "authorization", "proxyauthorization"})
+
+#: Headers whose value is a URL (normalised names), scrubbed as the request URL is; so is
+#: any header whose name ends in ``url`` or ``uri``, or whose value starts with
+#: ``scheme://``.
+URL_HEADERS = frozenset(
+    {"referer", "referrer", "origin", "location", "contentlocation", "destination"}
+)
+_URL_VALUE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 #: Single values longer than this are cut in request snapshots (characters).
 MAX_VALUE_LENGTH = 2048
 #: At most this many entries of one mapping (headers, query args, form fields ...).
 MAX_ITEMS = 100
+#: ... holding at most about this many characters (names and values).
+ITEMS_BUDGET = 16 * 1024
 #: Budget of a JSON body copy, in characters (roughly the size of its rendering).
 JSON_BUDGET = 10 * 1024
 #: Nesting deeper than this is not copied.
@@ -57,12 +78,21 @@ MAX_DEPTH = 20
 TRUNCATED = "[truncated]"
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
+# Words of a name: runs of capitals (an acronym, not the capital starting the next
+# word), capitalised or lower-case words, digits.
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _MAX_KNOWN = 4096
 
 
 def normalise(name: str) -> str:
     """``"X-Api-Key"`` -> ``"xapikey"``: the form in which names are compared."""
     return _SEPARATORS.sub("", name.casefold())
+
+
+def words(name: str) -> set[str]:
+    """``"X-Hub-Signature-256"`` -> ``{"x", "hub", "signature", "256"}``; ``"apiKey"`` ->
+    ``{"api", "key"}``: the whole words :data:`DEFAULT_WORDS` are compared with."""
+    return {word.casefold() for word in _WORDS.findall(name)}
 
 
 # -- bounding (request path) ---------------------------------------------------------------
@@ -75,16 +105,68 @@ def cut(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
     return f"{text[:limit]}\u2026 [{len(text) - limit} more characters]"
 
 
-def bounded_items(pairs: Iterable[tuple[Any, Any]], limit: int = MAX_ITEMS) -> dict[str, Any]:
+def cut_middle(text: str, limit: int, what: str = "text") -> str:
+    """``text`` when at most ``limit`` characters, else its head and its tail (cut at line
+    ends when one is near) around a line saying how much of ``what`` was cut."""
+    if len(text) <= limit:
+        return text
+    head, tail = _ends(text, limit // 2, limit - limit // 2)
+    missing = len(text) - len(head) - len(tail)
+    return f"{head}\n[\u2026 {missing} characters of the {what} cut \u2026]\n{tail}"
+
+
+def cut_middle_bytes(text: str, limit: int) -> str:
+    """Like :func:`cut_middle` for at most ``limit`` bytes of UTF-8 (marker included)."""
+    size = len(text.encode("utf-8", "surrogatepass")) if not text.isascii() else len(text)
+    if size <= limit:
+        return text
+    room = max(0, limit - 100)  # the marker
+    # Characters take 1 to 4 bytes: cut by characters, then trim until the bytes fit.
+    scale = room / size
+    while True:
+        head, tail = _ends(text, int(len(text) * scale / 2), int(len(text) * scale / 2))
+        kept = len((head + tail).encode("utf-8", "surrogatepass"))
+        if kept <= room:
+            break
+        scale *= room / kept * 0.99
+    return (
+        f"{head}\n\n[\u2026 {size - kept} bytes cut: the message was too long "
+        f"(limit: {limit} bytes) \u2026]\n\n{tail}"
+    )
+
+
+def _ends(text: str, head: int, tail: int) -> tuple[str, str]:
+    """The first ``head`` and last ``tail`` characters of ``text``, moved to a line end
+    when one is within a tenth of them."""
+    first = text[:head]
+    newline = first.rfind("\n", head - head // 10)
+    if newline >= 0:
+        first = first[: newline + 1]
+    last = text[len(text) - tail :] if tail else ""
+    newline = last.find("\n", 0, tail // 10)
+    if newline >= 0:
+        last = last[newline + 1 :]
+    return first, last
+
+
+def bounded_items(
+    pairs: Iterable[tuple[Any, Any]], limit: int = MAX_ITEMS, budget: int = ITEMS_BUDGET
+) -> dict[str, Any]:
     """A dict of at most ``limit`` names, values cut; repeated names collect a list.
+
+    Entries stop being added once they hold about ``budget`` characters.
 
     :param pairs: ``(name, value)`` pairs, e.g. ``MultiDict.items(multi=True)``.
     """
     out: dict[str, Any] = {}
     skipped = 0
     for name, value in pairs:
+        if budget <= 0:
+            skipped += 1
+            continue
         key = cut(str(name), 200)
         text = cut(value) if isinstance(value, str) else value
+        budget -= len(key) + (len(text) if isinstance(text, str) else 8)
         if key in out:
             previous = out[key]
             if isinstance(previous, list):
@@ -199,17 +281,29 @@ class Scrubber:
     """Replaces the values of sensitive fields with :data:`FILTERED`.
 
     :param extra_fields: names added to :data:`DEFAULT_FIELDS` (``ALERTING_SCRUB_FIELDS``).
+    :param exact: names that are sensitive as a whole only, case aside (the app's
+        ``SESSION_COOKIE_NAME`` and ``REMEMBER_COOKIE_NAME``).
     """
 
-    def __init__(self, extra_fields: Iterable[str] = ()) -> None:
+    def __init__(self, extra_fields: Iterable[str] = (), exact: Iterable[str] = ()) -> None:
+        self.extra_fields = tuple(extra_fields)
         names: list[str] = []
-        for field in (*DEFAULT_FIELDS, *extra_fields):
+        for field in (*DEFAULT_FIELDS, *self.extra_fields):
             name = normalise(field)
             if name and name not in names:
                 names.append(name)
         self.fields: tuple[str, ...] = tuple(names)
+        self.words = frozenset(DEFAULT_WORDS)
+        self.exact = frozenset(name.casefold() for name in exact if name)
         # Names seen before -> verdict (headers and keys repeat from alert to alert).
         self._known: dict[str, bool] = {}
+
+    def including(self, exact: Iterable[str]) -> Scrubber:
+        """A scrubber that also filters the ``exact`` names (shared, see :func:`get_scrubber`)."""
+        names = tuple(sorted({name for name in exact if name}))
+        if not names:
+            return self
+        return get_scrubber(self.extra_fields, tuple(sorted(self.exact.union(names))))
 
     def is_sensitive(self, name: object) -> bool:
         """Whether values of a field called ``name`` must be filtered."""
@@ -217,7 +311,11 @@ class Scrubber:
         known = self._known.get(text)
         if known is None:
             key = normalise(text)
-            known = any(field in key for field in self.fields)
+            known = (
+                any(field in key for field in self.fields)
+                or not self.words.isdisjoint(words(text))
+                or text.casefold() in self.exact
+            )
             if len(self._known) >= _MAX_KNOWN:
                 self._known.clear()
             self._known[text] = known
@@ -240,13 +338,20 @@ class Scrubber:
             return [self.scrub(v) for v in value]
         return value
 
-    def scrub_headers(self, headers: Mapping[str, Any]) -> dict[str, Any]:
+    def scrub_headers(
+        self, headers: Mapping[str, Any], secrets: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """Like :meth:`scrub`; ``Cookie`` and ``Authorization`` are filtered whatever the
-        configuration."""
+        configuration, and URL-valued headers (``Referer``, ``Origin``, ``Location``,
+        ``X-Original-URL`` ..., see :data:`URL_HEADERS`) are scrubbed like a URL (see
+        :meth:`scrub_url`)."""
         out = self.scrub(headers)
-        for name in out:
-            if normalise(name) in ALWAYS_FILTERED_HEADERS:
+        for name, value in out.items():
+            key = normalise(name)
+            if key in ALWAYS_FILTERED_HEADERS:
                 out[name] = FILTERED
+            elif isinstance(value, str) and value != FILTERED and _is_url(key, value):
+                out[name] = self.scrub_url(value, secrets)
         return dict(out)
 
     def scrub_query(self, query: str) -> str:
@@ -292,7 +397,15 @@ class Scrubber:
         return path
 
 
+def _is_url(header: str, value: str) -> bool:
+    return (
+        header in URL_HEADERS
+        or header.endswith(("url", "uri"))
+        or _URL_VALUE.match(value) is not None
+    )
+
+
 @functools.lru_cache(maxsize=32)
-def get_scrubber(extra_fields: tuple[str, ...] = ()) -> Scrubber:
-    """A shared :class:`Scrubber` for these extra field names."""
-    return Scrubber(extra_fields)
+def get_scrubber(extra_fields: tuple[str, ...] = (), exact: tuple[str, ...] = ()) -> Scrubber:
+    """A shared :class:`Scrubber` for these extra field names (and exact names)."""
+    return Scrubber(extra_fields, exact)

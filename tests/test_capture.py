@@ -165,6 +165,7 @@ def test_json_body_is_included_and_truncated_near_10_kb(
 ) -> None:
     @app.route("/small", methods=["POST"])
     def small() -> str:
+        request.get_json()  # a body the view did not read is not shown (test_hostile.py)
         raise ValueError("small")
 
     @app.route("/big", methods=["POST"])
@@ -194,6 +195,8 @@ def test_invalid_json_and_files_are_described_not_dumped(
 
     @app.route("/upload", methods=["POST"])
     def upload() -> str:
+        request.get_json(silent=True)
+        request.form.get("title")
         raise ValueError("upload")
 
     client = app.test_client()
@@ -937,6 +940,9 @@ def test_secrets_planted_in_every_channel_never_reach_the_email(
     smtp_server: SMTPServer,
 ) -> None:
     app.config["ALERTING_SCRUB_FIELDS"] = ["iban"]
+    # Cookie values are shown on request only (by default their names alone, see
+    # test_hostile.py): shown here, so that the cookie channel carries values to scrub.
+    app.config["ALERTING_SHOW_COOKIE_VALUES"] = True
     alerting = smtp_alerting(app, make_alerting, smtp_config, throttle_seconds=0)
 
     @app.route("/account/<reset_token>", methods=["POST"])
