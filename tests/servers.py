@@ -13,6 +13,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ class RedisServer:
         self.socket_path = str(directory / "redis.sock")
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls: tuple[str, str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -70,12 +72,27 @@ class RedisServer:
     def unix_url(self) -> str:
         return f"unix://{self.socket_path}?db=0"
 
-    def start(self, *, port: int | None = None, password: str | None = None) -> RedisServer:
-        """Start (again): on ``port``, or on a free one (retried if it was taken)."""
+    def start(
+        self,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        tls: tuple[str, str, str] | None = None,
+    ) -> RedisServer:
+        """Start (again): on ``port``, or on a free one (retried if it was taken).
+
+        :param tls: ``(certificate, key, CA)`` files: TLS only on the port.
+        """
+        self.tls = tls
         for _attempt in range(5):
             self.port = port or free_port()
+            listen = ["--port", str(self.port)]
+            if tls:
+                listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", tls[0],
+                          "--tls-key-file", tls[1], "--tls-ca-cert-file", tls[2],
+                          "--tls-auth-clients", "no"]
             args = [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                self.binary, *listen, "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(self.directory),
                 "--unixsocket", self.socket_path, "--unixsocketperm", "700",
                 "--daemonize", "no", "--loglevel", "warning",
@@ -100,7 +117,15 @@ class RedisServer:
             if self.process.poll() is not None:
                 return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                with contextlib.ExitStack() as stack:
+                    sock = stack.enter_context(
+                        socket.create_connection(("127.0.0.1", self.port), timeout=1.0)
+                    )
+                    if self.tls:
+                        context = ssl.create_default_context(cafile=self.tls[2])
+                        sock = stack.enter_context(
+                            context.wrap_socket(sock, server_hostname="127.0.0.1")
+                        )
                     sock.sendall(hello.encode())
                     reply = b""
                     while b"PONG" not in reply and len(reply) < 200:
