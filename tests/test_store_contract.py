@@ -180,3 +180,29 @@ def test_any_process_claims_a_window_another_opened(make_store: Callable[..., St
     assert digest.count == 4
     (info,) = other.windows(now=NOW + 11)
     assert info.owner == str(ME)
+
+
+def test_a_digest_becomes_the_alert_the_per_process_throttle_would_send(store: Store) -> None:
+    from datetime import datetime, timezone
+
+    from flask_alerting.dispatch import Throttle
+    from tests.conftest import FakeClock
+
+    def at(t: float) -> datetime:
+        return datetime.fromtimestamp(t, timezone.utc)
+
+    first = alert("t", details={"path": "/slow"}, timestamp=at(NOW), value=1.5)
+    later = [first.replace(timestamp=at(NOW + i), value=v) for i, v in ((1, 2.0), (3, 0.5))]
+    throttle = Throttle(60, FakeClock(0.0), wall_clock=lambda: at(NOW + 61))
+    assert throttle.offer(first) and not any(throttle.offer(a) for a in later)
+    throttle.clock.advance(60)  # type: ignore[attr-defined]
+    (expected,) = throttle.pop_due()
+
+    store.open_window("t", first, 60, now=NOW, owner=ME)
+    store.add_counts(
+        [count("t", 1, NOW + 1, values=1, total=2.0, high=2.0, low=2.0, template=later[0]),
+         count("t", 1, NOW + 3, values=1, total=0.5, high=0.5, low=0.5, template=later[1])],
+        now=NOW + 3,
+    )
+    (digest,) = store.claim_due(now=NOW + 61, owner=ME).digests
+    assert digest.to_alert(at(NOW + 61)) == expected

@@ -10,9 +10,15 @@ hosts' clocks should agree to well within the store's grace (NTP does); see the
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timezone
+from typing import Any
 
 from ..alert import Alert
 from .process import ProcessId
+
+
+def _datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
 def _check_time(name: str, value: float) -> None:
@@ -160,6 +166,27 @@ class Digest:
     def mean(self) -> float | None:
         """The mean of the counted values, if any carried one."""
         return self.total / self.values if self.values else None
+
+    def to_alert(self, now: datetime) -> Alert | None:
+        """The digest as the alert to send: the template with ``occurrences``, first and
+        last seen, and ``details["digest"]`` (count; mean, max, min of the values), shaped
+        as the per-process throttle shapes its digests. None without a template.
+
+        :param now: the digest's timestamp (an aware datetime).
+        """
+        if self.template is None:
+            return None
+        info: dict[str, Any] = {"count": self.count}
+        if self.values:
+            info.update(mean=self.mean, max=self.high, min=self.low)
+        return self.template.replace(
+            occurrences=self.count,
+            first_seen=_datetime(self.first_seen),
+            last_seen=_datetime(self.last_seen),
+            timestamp=now,
+            value=self.high if self.values else self.template.value,
+            details={**self.template.details, "digest": info},
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -158,12 +158,18 @@ class RedisStore(Store):
             ]
 
     def add_counts(self, counts: Sequence[Count], *, now: float) -> list[Added]:
-        args: list[Any] = []
-        for c in counts:
-            template = encode_alert(c.template) if c.template is not None else ""
-            args += [c.fingerprint, c.count, _num(c.first_seen), _num(c.last_seen), c.values,
-                     _num(c.total), _opt(c.high), _opt(c.low), template]
-        replies = self._run("ADD", [], args, now) if counts else []
+        if not counts:
+            return []
+        for c in counts:  # JSON cannot carry NaN or infinities: refuse them here
+            for number in (c.total, c.high, c.low):
+                if number is not None:
+                    _num(number)
+        items = [
+            [c.fingerprint, c.count, c.first_seen, c.last_seen, c.values, c.total, c.high, c.low,
+             encode_alert(c.template) if c.template is not None else None]
+            for c in counts
+        ]
+        replies = self._run("ADD", [], [json.dumps(items, separators=(",", ":"))], now)
         with self._reply():
             return [
                 added(c, float(end) if end else None)

@@ -205,26 +205,30 @@ class SQLiteStore(Store):
 
     def add_counts(self, counts: Sequence[Count], *, now: float) -> list[Added]:
         templates = [encode_alert(c.template) if c.template else None for c in counts]
-        out = []
+        fps = sorted({c.fingerprint for c in counts})
+        ends: dict[str, float] = {}
         with self._tx() as conn:
-            for c, template in zip(counts, templates, strict=True):
-                row = conn.execute('SELECT "end" FROM windows WHERE fp = ?', (c.fingerprint,))
-                end = row.fetchone()
-                if end is not None:
-                    conn.execute(
-                        "UPDATE windows SET count = count + ?, first = min(coalesce(first, ?), ?),"
-                        " last = max(coalesce(last, ?), ?), nv = nv + ?, total = total + ?,"
-                        " high = CASE WHEN ? IS NULL THEN high ELSE max(coalesce(high, ?), ?) END,"
-                        " low = CASE WHEN ? IS NULL THEN low ELSE min(coalesce(low, ?), ?) END,"
-                        " template = coalesce(?, template) WHERE fp = ?",
-                        (
-                            c.count, c.first_seen, c.first_seen, c.last_seen, c.last_seen,
-                            c.values, c.total, c.high, c.high, c.high, c.low, c.low, c.low,
-                            template, c.fingerprint,
-                        ),
-                    )
-                out.append(added(c, end[0] if end is not None else None))
-        return out
+            for i in range(0, len(fps), 500):
+                chunk = fps[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                ends.update(conn.execute(
+                    f'SELECT fp, "end" FROM windows WHERE fp IN ({marks})', chunk
+                ).fetchall())
+            conn.executemany(
+                "UPDATE windows SET count = count + ?, first = min(coalesce(first, ?), ?),"
+                " last = max(coalesce(last, ?), ?), nv = nv + ?, total = total + ?,"
+                " high = CASE WHEN ? IS NULL THEN high ELSE max(coalesce(high, ?), ?) END,"
+                " low = CASE WHEN ? IS NULL THEN low ELSE min(coalesce(low, ?), ?) END,"
+                " template = coalesce(?, template) WHERE fp = ?",
+                [
+                    (c.count, c.first_seen, c.first_seen, c.last_seen, c.last_seen, c.values,
+                     c.total, c.high, c.high, c.high, c.low, c.low, c.low, template,
+                     c.fingerprint)
+                    for c, template in zip(counts, templates, strict=True)
+                    if c.fingerprint in ends
+                ],
+            )
+        return [added(c, ends.get(c.fingerprint)) for c in counts]
 
     def _claim(
         self, conn: sqlite3.Connection, row: Any, now: float, owner: str,
