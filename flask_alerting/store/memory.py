@@ -97,6 +97,7 @@ class MemoryStore(Store):
         self._due: list[tuple[float, int, str]] = []  # (end, seq, fingerprint), lazy
         self._procs: dict[str, float] = {}
         self._records: dict[int, _Record] = {}
+        self._oldest: list[tuple[float, int]] = []  # (created, seq), lazy: for the bounds
         self._unreported = 0
 
     # -- windows -----------------------------------------------------------------------
@@ -143,7 +144,7 @@ class MemoryStore(Store):
         seq = next(self._seq)
         fields = dict(vars(w), fp=fp)
         digest = make_digest(fields, w.template, str(seq), next_end)
-        self._records[seq] = _Record(seq, owner, now, tuple(notifiers), None, digest)
+        self._add_record(_Record(seq, owner, now, tuple(notifiers), None, digest))
         return digest
 
     def _valid_top(self) -> tuple[float, int, str] | None:
@@ -219,15 +220,22 @@ class MemoryStore(Store):
 
     # -- outbox ------------------------------------------------------------------------
 
+    def _add_record(self, record: _Record) -> None:
+        self._records[record.seq] = record
+        heapq.heappush(self._oldest, (record.created, record.seq))
+
     def _prune(self, now: float, room: int = 0) -> None:
-        ordered = sorted(self._records.values(), key=lambda r: (r.created, r.seq))
-        excess = len(ordered) + room - self.limits.max_records
-        for i, record in enumerate(ordered):
-            if i < excess or record.created < now - self.limits.max_age:
-                del self._records[record.seq]
-                self._unreported += 1
-            else:
+        while self._oldest:
+            created, seq = self._oldest[0]
+            if seq not in self._records:
+                heapq.heappop(self._oldest)  # deleted since
+                continue
+            too_many = len(self._records) + room > self.limits.max_records
+            if not too_many and created >= now - self.limits.max_age:
                 break
+            heapq.heappop(self._oldest)
+            del self._records[seq]
+            self._unreported += 1
 
     def outbox_put(self, items: Sequence[Outgoing], *, owner: ProcessId, now: float) -> Put:
         with self._lock:
@@ -235,7 +243,7 @@ class MemoryStore(Store):
             ids = []
             for item in items:
                 seq = next(self._seq)
-                self._records[seq] = _Record(seq, str(owner), now, item.notifiers, item.alert, None)
+                self._add_record(_Record(seq, str(owner), now, item.notifiers, item.alert, None))
                 ids.append(str(seq))
             self._prune(now)  # a batch bigger than the cap keeps its newest records
             dropped, self._unreported = self._unreported, 0
