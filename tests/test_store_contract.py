@@ -206,3 +206,11 @@ def test_a_digest_becomes_the_alert_the_per_process_throttle_would_send(store: S
     )
     (digest,) = store.claim_due(now=NOW + 61, owner=ME).digests
     assert digest.to_alert(at(NOW + 61)) == expected
+
+
+def test_a_closed_store_reconnects_when_used_again(store: Store) -> None:
+    store.open_window("fp", alert("fp"), 10, now=NOW, owner=ME)
+    store.close()
+    assert not store.open_window("fp", alert("fp"), 10, now=NOW, owner=ME).first
+    store.close()
+    store.close()

@@ -42,7 +42,10 @@ local function prune(obq, owners, dropped, maxage, maxrec, room)
       n = n + 1
     end
   end
-  if n > 0 then redis.call('INCRBY', dropped, n) end
+  if n > 0 then
+    redis.call('INCRBY', dropped, n)
+    redis.call('EXPIRE', dropped, ttl(maxage))
+  end
 end
 local function new_record(seq, obq, owners, owner, life, fields)
   local id = string.format('%012d', redis.call('INCR', seq))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..alert import Alert
 from .model import (
@@ -133,7 +133,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def windows(self, *, now: float) -> list[WindowInfo]:
-        """The open windows, soonest end first (status displays; not atomic)."""
+        """The open windows of the whole store, soonest end first (status displays; not
+        atomic). Those whose ``end`` plus ``limits.grace`` has passed are due: whichever
+        process calls :meth:`claim_due` next sweeps them, whoever opened them."""
 
     # -- processes ---------------------------------------------------------------------
 
@@ -226,25 +228,27 @@ def check_limit(limit: int) -> None:
 
 
 def make_digest(
-    fields: Mapping[str, object], template: Alert | None, record: str, next_end: float | None
+    fields: Mapping[str, Any], template: Alert | None, record: str, next_end: float | None
 ) -> Digest:
-    """A :class:`Digest` from a backend's window fields (names as in the SQLite table)."""
+    """A :class:`Digest` from a backend's window fields (``fp``, ``count``, ``first``,
+    ``last``, ``nv``, ``total``, ``high``, ``low``, ``start``, ``end``; numbers or their
+    text, "" or None for none)."""
 
     def num(name: str) -> float | None:
         value = fields.get(name)
-        return None if value is None or value == "" else float(value)  # type: ignore[arg-type]
+        return None if value is None or value == "" else float(value)
 
     return Digest(
         fingerprint=str(fields["fp"]),
-        count=int(fields["count"]),  # type: ignore[call-overload]
+        count=int(fields["count"]),
         first_seen=num("first"),
         last_seen=num("last"),
-        values=int(fields.get("nv") or 0),  # type: ignore[call-overload]
-        total=float(fields.get("total") or 0.0),  # type: ignore[arg-type]
+        values=int(fields.get("nv") or 0),
+        total=float(fields.get("total") or 0.0),
         high=num("high"),
         low=num("low"),
-        start=float(fields["start"]),  # type: ignore[arg-type]
-        end=float(fields["end"]),  # type: ignore[arg-type]
+        start=float(fields["start"]),
+        end=float(fields["end"]),
         template=template,
         record=record,
         next_end=next_end,
@@ -256,3 +260,11 @@ def added(count: Count, end: float | None) -> Added:
     if end is None:
         return Added(count.fingerprint, None, count)
     return Added(count.fingerprint, end)
+
+
+def record_number(record: str) -> int:
+    """A record id as the number it stands for (-1, matching nothing, if it is not one)."""
+    try:
+        return int(record)
+    except ValueError:
+        return -1

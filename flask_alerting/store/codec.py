@@ -176,3 +176,12 @@ def decode_alert(text: str) -> Alert:
         raise
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise CodecError(f"a stored alert could not be read: {exc}") from exc
+
+
+def decode_or_none(text: str | None) -> Alert | None:
+    """:func:`decode_alert`, or None for no text or text that is not an encoded alert
+    (a stored record must still be deliverable, or at least deletable)."""
+    try:
+        return decode_alert(text) if text else None
+    except CodecError:
+        return None

@@ -14,7 +14,16 @@ import threading
 from collections.abc import Sequence
 
 from ..alert import Alert
-from .base import Limits, Store, added, check_limit, dead_owners, make_digest, owner_alive
+from .base import (
+    Limits,
+    Store,
+    added,
+    check_limit,
+    dead_owners,
+    make_digest,
+    owner_alive,
+    record_number,
+)
 from .model import (
     Added,
     Claim,
@@ -251,7 +260,7 @@ class MemoryStore(Store):
 
     def outbox_owe(self, record: str, notifiers: Sequence[str]) -> bool:
         with self._lock:
-            found = self._records.get(_seq(record))
+            found = self._records.get(record_number(record))
             if found is None:
                 return False
             if notifiers:
@@ -262,7 +271,7 @@ class MemoryStore(Store):
 
     def outbox_delete(self, records: Sequence[str]) -> int:
         with self._lock:
-            return sum(self._records.pop(_seq(r), None) is not None for r in records)
+            return sum(self._records.pop(record_number(r), None) is not None for r in records)
 
     def outbox_claim(self, *, owner: ProcessId, now: float, limit: int = 100) -> list[Record]:
         check_limit(limit)
@@ -292,10 +301,3 @@ class MemoryStore(Store):
 
     def ping(self) -> None:
         return None
-
-
-def _seq(record: str) -> int:
-    try:
-        return int(record)
-    except ValueError:
-        return -1

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _lua
 from .base import Limits, Store, added, check_limit, make_digest, owner_alive
-from .codec import CodecError, decode_alert, encode_alert
+from .codec import decode_or_none, encode_alert
 from .errors import InvalidStorageURI, StoreError
 from .model import (
     Added,
@@ -323,16 +323,9 @@ def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
     return {str(k): v for k, v in _chunks(flat, 2)}
 
 
-def _alert(text: str | None) -> Any:
-    try:
-        return decode_alert(text) if text else None
-    except CodecError:
-        return None
-
-
 def _digest(fields: dict[str, Any]) -> Digest:
     next_end = float(fields["next_end"]) if fields.get("next_end") else None
-    return make_digest(fields, _alert(fields.get("tpl")), str(fields["id"]), next_end)
+    return make_digest(fields, decode_or_none(fields.get("tpl")), str(fields["id"]), next_end)
 
 
 def _record(fields: dict[str, Any]) -> Record:
@@ -342,7 +335,7 @@ def _record(fields: dict[str, Any]) -> Record:
         owed = ()
     alert = digest = None
     if fields.get("kind") == "alert":
-        alert = _alert(fields.get("payload"))
+        alert = decode_or_none(fields.get("payload"))
     else:
         try:
             digest = _digest(fields)

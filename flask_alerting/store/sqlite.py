@@ -25,8 +25,17 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .base import Limits, Store, added, check_limit, dead_owners, make_digest, owner_alive
-from .codec import CodecError, decode_alert, encode_alert
+from .base import (
+    Limits,
+    Store,
+    added,
+    check_limit,
+    dead_owners,
+    make_digest,
+    owner_alive,
+    record_number,
+)
+from .codec import decode_or_none, encode_alert
 from .errors import StoreError
 from .model import (
     Added,
@@ -170,6 +179,16 @@ class SQLiteStore(Store):
             with self._lock:
                 self._drop()
 
+    def __del__(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is None:
+            return
+        if self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                conn.close()
+        else:  # a forked child never closes its parent's connection
+            _ABANDONED.append(conn)
+
     def ping(self) -> None:
         with self._tx() as conn:
             conn.execute("SELECT count(*) FROM windows").fetchone()
@@ -182,7 +201,7 @@ class SQLiteStore(Store):
         templates = [encode_alert(item.template) for item in items]
         out = []
         with self._tx() as conn:
-            size = conn.execute("SELECT count(*) FROM windows").fetchone()[0]
+            size: int | None = None  # counted once, and only when a window is new
             for item, template in zip(items, templates, strict=True):
                 row = conn.execute(
                     'SELECT "end", count FROM windows WHERE fp = ?', (item.fingerprint,)
@@ -190,16 +209,19 @@ class SQLiteStore(Store):
                 if row is not None and (row[0] > now or row[1]):
                     out.append(Opened(item.fingerprint, False, row[0]))
                     continue
-                if row is None and size >= self.limits.max_windows:
-                    out.append(Opened(item.fingerprint, True, None))
-                    continue
+                if row is None:
+                    if size is None:
+                        size = conn.execute("SELECT count(*) FROM windows").fetchone()[0]
+                    if size >= self.limits.max_windows:
+                        out.append(Opened(item.fingerprint, True, None))
+                        continue
+                    size += 1
                 end = now + item.window
                 conn.execute(
                     'INSERT OR REPLACE INTO windows (fp, start, "end", length, owner, template)'
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (item.fingerprint, now, end, item.window, str(owner), template),
                 )
-                size += row is None
                 out.append(Opened(item.fingerprint, True, end))
         return out
 
@@ -253,7 +275,7 @@ class SQLiteStore(Store):
             "INSERT INTO outbox (owner, created, notifiers, kind, payload) VALUES (?, ?, ?, ?, ?)",
             (owner, now, json.dumps(list(notifiers)), "digest", json.dumps(payload)),
         ).lastrowid
-        return make_digest(fields, _template(fields["template"]), str(record), next_end)
+        return make_digest(fields, decode_or_none(fields["template"]), str(record), next_end)
 
     def claim_due(
         self, *, now: float, owner: ProcessId, limit: int = 100, notifiers: Sequence[str] = ()
@@ -369,16 +391,16 @@ class SQLiteStore(Store):
             if notifiers:
                 cursor = conn.execute(
                     "UPDATE outbox SET notifiers = ? WHERE id = ?",
-                    (json.dumps(list(notifiers)), _rowid(record)),
+                    (json.dumps(list(notifiers)), record_number(record)),
                 )
             else:
-                cursor = conn.execute("DELETE FROM outbox WHERE id = ?", (_rowid(record),))
+                cursor = conn.execute("DELETE FROM outbox WHERE id = ?", (record_number(record),))
             return cursor.rowcount > 0
 
     def outbox_delete(self, records: Sequence[str]) -> int:
         with self._tx() as conn:
             return sum(
-                conn.execute("DELETE FROM outbox WHERE id = ?", (_rowid(r),)).rowcount
+                conn.execute("DELETE FROM outbox WHERE id = ?", (record_number(r),)).rowcount
                 for r in records
             )
 
@@ -421,20 +443,6 @@ class SQLiteStore(Store):
         return [_record(row) for row in rows]
 
 
-def _rowid(record: str) -> int:
-    try:
-        return int(record)
-    except ValueError:
-        return -1
-
-
-def _template(text: str | None) -> Any:
-    try:
-        return decode_alert(text) if text else None
-    except CodecError:
-        return None
-
-
 def _record(row: Any) -> Record:
     rid, owner, created, notifiers, kind, payload, recovered = row
     try:
@@ -443,11 +451,11 @@ def _record(row: Any) -> Record:
         owed = ()
     alert = digest = None
     if kind == "alert":
-        alert = _template(payload)
+        alert = decode_or_none(payload)
     else:
         try:
             fields = json.loads(payload)
-            digest = make_digest(fields, _template(fields.get("template")), str(rid),
+            digest = make_digest(fields, decode_or_none(fields.get("template")), str(rid),
                                  fields.get("next_end"))
         except (ValueError, KeyError, TypeError):
             digest = None
