@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,13 @@ def test_bad_uris_say_what_was_expected_without_the_password(uri: str, needle: s
 )
 def test_mask_uri(uri: str, masked: str) -> None:
     assert mask_uri(uri) == masked
+
+
+def test_redis_without_the_redis_package_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if it were not installed
+    with pytest.raises(InvalidStorageURI, match=r"pip install flask-alerting\[redis\]") as info:
+        parse_storage_uri("redis://:hunter2@localhost/0")
+    assert "hunter2" not in str(info.value)
+    assert isinstance(parse_storage_uri("memory://"), MemoryStore)

@@ -80,6 +80,7 @@ from .model import (
     WindowInfo,
 )
 from .process import ProcessId, current_process, is_alive
+from .redis import RedisStore
 from .sqlite import SQLiteStore
 from .uri import default_namespace, default_sqlite_path, mask_uri, parse_storage_uri
 
@@ -107,6 +108,7 @@ __all__ = [
     "ProcessInfo",
     "Put",
     "Record",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "StoreError",

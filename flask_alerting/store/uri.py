@@ -107,16 +107,17 @@ def parse_storage_uri(
 
         return _with_timeout(SQLiteStore, _sqlite_path(uri, masked), timeout, limits)
     if scheme in _REDIS_SCHEMES:
+        from .redis import RedisStore
+
         try:
-            from .redis import RedisStore
-        except ImportError as exc:  # pragma: no cover - the package is in the test extra
+            return RedisStore(
+                uri, namespace=namespace or default_namespace(app_name), timeout=timeout,
+                limits=limits,
+            )
+        except ImportError as exc:
             raise InvalidStorageURI(
                 f"{masked!r} needs the redis package: pip install flask-alerting[redis]"
             ) from exc
-        return RedisStore(
-            uri, namespace=namespace or default_namespace(app_name), timeout=timeout,
-            limits=limits,
-        )
     raise InvalidStorageURI(f"not a storage URI: {masked!r}; expected {FORMS}")
 
 
