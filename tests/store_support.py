@@ -5,9 +5,11 @@ Imported by ``tests/conftest.py`` so the fixtures are visible to every test modu
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,3 +109,12 @@ def dead_local_process() -> ProcessId:
     child.stdin.close()
     child.wait(timeout=30)
     return ProcessId(host_name(), child.pid, started)
+
+
+def fork() -> int:
+    """``os.fork()``; Python 3.12+ warns when other tests left threads running: ignored
+    here, the children of the store tests only touch their own files and sockets."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded",
+                                DeprecationWarning)
+        return os.fork()

@@ -32,7 +32,7 @@ from flask_alerting.store import (
 from tests.conftest import FakeClock
 from tests.forking import wait_child
 from tests.servers import RedisServer
-from tests.store_support import NOW, alert, remote_process
+from tests.store_support import NOW, alert, fork, remote_process
 
 ME = current_process()
 #: Far above the 50 ms bound of an operation: only a hang (or a retry loop) reaches it.
@@ -244,7 +244,7 @@ def test_a_full_disk(tmp_path: Path) -> None:
 
     path = str(tmp_path / "s.sqlite3")
     SQLiteStore(path).ping()  # created at its small initial size
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit code
         code = 1
         try:
@@ -268,7 +268,7 @@ def test_a_full_disk(tmp_path: Path) -> None:
 
 def _as_nobody(directory: Path, action: Callable[[], None]) -> None:
     """Run ``action`` in a child that became uid/gid 65534, inside ``directory``."""
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit code
         try:
             os.chdir(directory)  # while still root: the parents may be closed to nobody
@@ -329,7 +329,7 @@ def test_files_are_created_private(tmp_path: Path) -> None:
 def test_a_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "s.sqlite3"))
     store.register(remote_process(), now=NOW, lease=60)
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - the child reports through its exit code
         try:
             store.outbox_put([Outgoing(alert("child"))], owner=ME, now=NOW)

@@ -64,11 +64,14 @@ def test_a_dead_owners_records_are_claimed_once(
 def test_records_of_live_owners_are_never_claimed(store: Store) -> None:
     other = remote_process()
     store.register(other, now=NOW, lease=60)
-    store.outbox_put([Outgoing(alert())], owner=other, now=NOW)
-    store.outbox_put([Outgoing(alert())], owner=ME, now=NOW)
-    assert store.outbox_claim(owner=ME, now=NOW + 30) == []
-    # A process never claims from itself, and its own lease does not matter on its host.
-    assert store.outbox_claim(owner=ME, now=NOW + 3600 * 2) != []  # only the remote one's
+    theirs = store.outbox_put([Outgoing(alert())], owner=other, now=NOW).ids
+    mine = store.outbox_put([Outgoing(alert())], owner=ME, now=NOW).ids
+    assert store.outbox_claim(owner=ME, now=NOW + 30) == []  # its lease runs
+    # Once its lease ran out, its record is taken; never this process's own, whose
+    # lease does not matter on its own host.
+    claimed = store.outbox_claim(owner=ME, now=NOW + 7200)
+    assert [r.id for r in claimed] == list(theirs)
+    assert {r.id for r in store.outbox_records()} == {*theirs, *mine}
     assert {r.owner for r in store.outbox_records()} == {str(ME)}
 
 
