@@ -15,6 +15,14 @@ from flask_alerting import FlaskAlerting, MemoryNotifier
 from tests.recorder import Recorder
 from tests.servers import Alertmanager, HTTPRecorder, require_binary
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer
+from tests.store_support import (  # noqa: F401 - fixtures of the store tests
+    backend,
+    make_store,
+    own_redis,
+    redis_server,
+    store,
+    store_uri,
+)
 
 pytest_plugins = ["pytester"]
 
