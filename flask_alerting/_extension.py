@@ -507,6 +507,7 @@ class FlaskAlerting:
         *,
         repeat_seconds: float | None = None,
         display_name: str | None = None,
+        unit: str = "",
     ) -> None:
         """Watch ``probe()`` with the metrics sampler; alert when it stays above ``threshold``.
 
@@ -522,6 +523,8 @@ class FlaskAlerting:
         explicit hysteresis must be smaller than a threshold > 0. Applies to every
         app of this extension, including those initialised later. A probe that raises is
         logged and skipped; the probe runs on the sampler thread of one process per host.
+        ``display_name`` names the value in the e-mails (default ``name``) and ``unit``
+        follows it there (``"jobs"``: "Current Value: 150.0 jobs").
 
         :raises ValueError: for a duplicate name or an invalid number.
         """
@@ -534,6 +537,7 @@ class FlaskAlerting:
             repeat_seconds=repeat_seconds,
             severity=severity,
             display_name=display_name or "",
+            unit=unit,
         )
         if any(s.name == name for s in self._rule_specs):
             raise ValueError(f"a metric rule named {name!r} already exists")

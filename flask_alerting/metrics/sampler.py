@@ -143,6 +143,7 @@ def default_rules(config: Any) -> list[Rule]:
                 threshold=threshold,
                 hysteresis=hysteresis,
                 display_name=probe.display_name,
+                unit=getattr(probe, "unit", ""),
                 **common,
             )
         )

@@ -29,7 +29,7 @@ class SMTPNotifier(Notifier):
     :param port: default 465 for ``"ssl"``, 587 for ``"starttls"``, 25 for ``"none"``.
     :param security: ``"ssl"`` (implicit TLS), ``"starttls"`` or ``"none"``.
     :param username: log in only when set.
-    :param password: default: the ``EMAIL_PASSWORD`` environment variable (as the seed).
+    :param password: default: the ``EMAIL_PASSWORD`` environment variable.
     :param sender: the From address.
     :param recipients: one address, or several (a list, or one string separated by
         commas, semicolons or blanks).
