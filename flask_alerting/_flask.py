@@ -8,7 +8,9 @@ first when a new release comes out.
 Tested against Flask 3.1.3 with Werkzeug 3.1.9 (the test suite, and Flask's own test
 suite with the extension initialised on every app: ``tests/flask_suite/run.py``) and
 Flask 2.3.3 with Werkzeug 2.3.8, the oldest release ``flask>=2.3`` allows (the test
-suite). The internals used, and since when Flask and Werkzeug have them:
+suite; one test, of a form body in invalid UTF-8, fails there, as it did before this
+module existed: Werkzeug 2.3 cannot parse that body). The internals used, and since
+when Flask and Werkzeug have them:
 
 - ``Flask._find_error_handler(e, blueprints)`` (Flask >= 2.0.1; in ``sansio.app.App``
   since 3.0): wrapped once, class-wide, by :func:`hook_error_handler_lookup`;
