@@ -180,7 +180,7 @@ def main() -> None:
     )
     print()
     print(
-        f"wall time per check, seed / sampler: {seed_wall_s / wall_s:,.0f}x "
+        f"wall time per check, recipe / sampler: {seed_wall_s / wall_s:,.0f}x "
         f"(the recipe's check blocks its caller {seed_wall_s:.2f} s; a sample blocks nobody)"
     )
     print(
@@ -195,7 +195,7 @@ def main() -> None:
     seed_percent = seed_cpu_s / seed_wall_s * 100.0
     print(
         f"the recipe's check itself uses {seed_percent:.4f} % of a core while it blocks, and "
-        "ties up a thread (a request, in the seed) for its whole second"
+        "ties up a thread (a request, in the recipe) for its whole second"
     )
 
 
