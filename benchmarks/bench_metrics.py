@@ -163,7 +163,7 @@ def main() -> None:
     print()
     print(f"{'':44} {'CPU / check':>14} {'wall / check':>14}")
     print(
-        f"{'seed: cpu_percent(interval=1) + memory':44} "
+        f"{'recipe: cpu_percent(interval=1) + memory':44} "
         f"{seed_cpu_s * 1e6:>11.0f} us {seed_wall_s * 1e3:>11.1f} ms"
     )
     print(
@@ -180,8 +180,8 @@ def main() -> None:
     )
     print()
     print(
-        f"wall time per check, seed / sampler: {seed_wall_s / wall_s:,.0f}x "
-        f"(the seed's check blocks its caller {seed_wall_s:.2f} s; a sample blocks nobody)"
+        f"wall time per check, recipe / sampler: {seed_wall_s / wall_s:,.0f}x "
+        f"(the recipe's check blocks its caller {seed_wall_s:.2f} s; a sample blocks nobody)"
     )
     print(
         f"sampler CPU, % of one core: {percent_1s:.4f} % at a 1 s interval, "
@@ -194,8 +194,8 @@ def main() -> None:
     )
     seed_percent = seed_cpu_s / seed_wall_s * 100.0
     print(
-        f"the seed's check itself uses {seed_percent:.4f} % of a core while it blocks, and "
-        "ties up a thread (a request, in the seed) for its whole second"
+        f"the recipe's check itself uses {seed_percent:.4f} % of a core while it blocks, and "
+        "ties up a thread (a request, in the recipe) for its whole second"
     )
 
 

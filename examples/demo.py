@@ -1,4 +1,4 @@
-"""flask-alerting demo: the seed's prediction app, a local SMTP server, real e-mails.
+"""flask-alerting demo: the example prediction app, a local SMTP server, real e-mails.
 
 Run it with the README's first command. It needs no mail account: an SMTP server
 (aiosmtpd) runs on 127.0.0.1 inside this process and prints every e-mail it receives.
@@ -42,7 +42,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # makes examples/prediction_app importable
 
-#: Demo thresholds (the seed's are 80 % memory and 2 s per prediction).
+#: Demo thresholds (the defaults are 80 % memory and 2 s per prediction).
 MEMORY_THRESHOLD = 0  # percent: any memory use is "too much"
 SLOW_SECONDS = 0.5  # the prediction's threshold
 SLOW_MODEL_LATENCY = 0.8  # how long the slow prediction takes
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=server.serve_forever, name="demo-http", daemon=True).start()
         base = f"http://127.0.0.1:{port}"
 
-        say("flask-alerting demo: the seed's prediction app, with its alerts e-mailed to a")
+        say("flask-alerting demo: the example prediction app, with its alerts e-mailed to a")
         say(f"local SMTP server on 127.0.0.1:{smtp_port}; the app serves {base}.")
         say("Configured from the environment, as in production:")
         for name, value in env.items():
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         expected = 0
 
         say()
-        say("1/5 the host: memory use above its threshold (lowered from the seed's 80 % to")
+        say("1/5 the host: memory use above its threshold (lowered from the default 80 % to")
         say(f"    {MEMORY_THRESHOLD} % for the demo); the sampler checks every 0.5 s ...")
         expected += 1
         if not mailbox.wait_for(expected, timeout=20):
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
         say(f"4/5 a slow prediction: the model takes {SLOW_MODEL_LATENCY} s (threshold: "
-            f"{SLOW_SECONDS} s, the seed's 2 s lowered for the demo)")
+            f"{SLOW_SECONDS} s, the default 2 s lowered for the demo)")
         model = app.extensions["prediction_model"]
         model.latency = SLOW_MODEL_LATENCY
         status, body, seconds = post(base, 15)
@@ -314,8 +314,8 @@ def summary(stats: dict[str, Any], raised: Counter[str], kinds: list[str]) -> in
     say(f"    alerts raised          {stats['raised']:>4}  ({by_kind})")
     say(f"    suppressed (throttle)  {stats['suppressed']:>4}")
     say(f"    digests                {stats['digests']:>4}")
-    say(f"    e-mails sent           {sent:>4}  (the seed's try/except would send "
-        f"{stats['raised']})")
+    say(f"    e-mails sent           {sent:>4}  (a hand-written try/except recipe would "
+        f"send {stats['raised']})")
     say(f"    e-mails received       {len(kinds):>4}  "
         f"({', '.join(f'{kind} {n}' for kind, n in received.items())})")
     wanted = ["metric", "error", "timing", "error digest"]

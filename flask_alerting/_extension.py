@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import logging.handlers
-import os
 import socket
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
-from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask import (
+    Flask,
+    after_this_request,
+    current_app,
+    has_app_context,
+    has_request_context,
+    request,
+)
 from flask.signals import got_request_exception
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ._flask import hook_error_handler_lookup, propagates
 from ._stack import call_with_headroom
 from ._worker import Pipeline, guard
 from .alert import Alert, PendingAlert, Severity, utcnow
@@ -23,10 +31,11 @@ from .capture import (
     current_exception,
     error_alert_builder,
     error_fingerprint,
+    is_captured,
     mark_captured,
     request_context,
 )
-from .config import Config, ConfigurationError, check_options, load_config
+from .config import Config, ConfigurationError, check_options, load_config, unknown_keys
 from .dispatch import Clock
 from .metrics.rules import RuleSpec, RuleStatus
 from .metrics.sampler import CheckResult, build_sampler, resolve_spec
@@ -46,15 +55,19 @@ _alerts_parent = logging.getLogger("flask_alerting.alerts")
 _alerts_parent.addHandler(logging.NullHandler())
 
 EXTENSION_KEY = "alerting"
-SEED_LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
+LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
 
 
 @dataclasses.dataclass(eq=False)
 class _State:
-    """Everything flask-alerting keeps for one app (``app.extensions["alerting"]``)."""
+    """Everything flask-alerting keeps for one app (``app.extensions["alerting"]``).
+
+    Nothing here refers to the app (only weakly): the app holds its state, never the
+    other way round, so an app is freed as soon as its last reference goes.
+    """
 
     extension: FlaskAlerting
-    app: Flask
+    app_ref: weakref.ref[Flask]
     config: Config
     notifiers: tuple[Notifier, ...]
     labels: dict[str, str]
@@ -62,6 +75,13 @@ class _State:
     alert_log: logging.Logger
     log_handler: logging.Handler | None = None
     sampler: Any = None  # metrics.sampler.Sampler
+    #: The only notifier is the LogNotifier used when none was configured.
+    fallback: bool = False
+
+    @property
+    def app(self) -> Flask | None:
+        """The app (None once it was freed)."""
+        return self.app_ref()
 
     def submit(self, item: Alert | Callable[[], Alert | None]) -> None:
         self.pipeline.submit(item)
@@ -138,7 +158,14 @@ class FlaskAlerting:
         self._options = dict(options)
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         self._warned: set[str] = set()
-        self._timing = Timing(self._state_or_warn)
+        # A weak reference: the extension and its Timing would otherwise form a cycle.
+        this = weakref.ref(self)
+
+        def resolve() -> _State | None:
+            extension = this()
+            return None if extension is None else extension._state_or_warn()
+
+        self._timing = Timing(resolve)
         self._rule_specs: list[RuleSpec] = []
         if app is not None:
             self.init_app(app)
@@ -158,12 +185,21 @@ class FlaskAlerting:
                 "flask-alerting is already initialised on this app; call init_app once per app"
             )
         config = load_config(app.config, self._options, app_name=app.name, testing=app.testing)
+        for key, suggestion in unknown_keys(app.config):
+            logger.warning(
+                "flask-alerting: unknown configuration key %s in app.config of app %r is "
+                "ignored%s",
+                key,
+                app.name,
+                f"; did you mean {suggestion}?" if suggestion else "",
+            )
         notifiers: list[Notifier] = []
         if config.smtp_host:
             notifiers.append(_build_smtp(config))
         notifiers.extend(notifiers_from_config(config))
         notifiers.extend(self._notifiers)
-        if not notifiers:
+        fallback = not notifiers
+        if fallback:
             notifiers.append(LogNotifier())
             logger.warning(
                 "flask-alerting: no ALERTING_SMTP_HOST and no notifiers for app %r; alerts "
@@ -182,7 +218,7 @@ class FlaskAlerting:
                 )
             except OSError as exc:
                 raise ConfigurationError("ALERTING_LOG_FILE", f"a writable path ({exc})") from exc
-            handler.setFormatter(logging.Formatter(SEED_LOG_FORMAT))
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
             alert_log.addHandler(handler)
 
         def write_log(alert: Alert) -> None:
@@ -230,25 +266,28 @@ class FlaskAlerting:
         )
         state = _State(
             extension=self,
-            app=app,
+            app_ref=weakref.ref(app),
             config=config,
             notifiers=tuple(notifiers),
             labels=labels,
             pipeline=pipeline,
             alert_log=alert_log,
             log_handler=handler,
+            fallback=fallback,
         )
         state.sampler = build_sampler(
             config, app_name=app.name, specs=self._rule_specs,
-            # Looked up per alert, not bound now: record_alerts() replaces state.submit.
-            submit=lambda alert: state.submit(alert),
-            labels=labels, clock=self._clock,
+            submit=_submitter(state), labels=labels, clock=self._clock,
         )
         app.extensions[EXTENSION_KEY] = state
         self._apps.add(app)
+        # When the app is freed, its threads deliver what it raised and end.
+        weakref.finalize(
+            app, _app_freed, pipeline, state.sampler, alert_log, handler
+        ).atexit = False
         if config.enabled and config.metrics_enabled:
+            # In the Werkzeug reloader's parent the sampler retires by itself.
             state.sampler.start()
-            _retire_sampler_in_reloader_parent(app, state.sampler)
         # `flask alerting ...` also comes through the flask.commands entry point; adding it
         # to app.cli makes it available to app.test_cli_runner() and custom CLI groups.
         from .cli import alerting_cli
@@ -256,7 +295,7 @@ class FlaskAlerting:
         app.cli.add_command(alerting_cli)
         self._timing.add_app(config)
         if config.enabled:
-            self._register_capture(app, state)
+            _install_capture()
             if config.slow_request_threshold is not None:
                 install_slow_requests(app, state, config.slow_request_threshold)
 
@@ -484,62 +523,6 @@ class FlaskAlerting:
         """
         return self._timing.stats()
 
-    # -- request wiring -----------------------------------------------------------------
-
-    def _register_capture(self, app: Flask, state: _State) -> None:
-        extension = self
-
-        def on_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
-            if isinstance(exception, HTTPException) and (exception.code or 500) < 500:
-                return
-            # Flask logs it right after this signal, unless it propagates the exception.
-            propagate = app.config["PROPAGATE_EXCEPTIONS"]
-            if propagate is None:
-                propagate = app.testing or app.debug
-            extension._capture(state, exception, {}, logged=not propagate)
-
-        # Weak by default in blinker: keep a strong reference on the state.
-        got_request_exception.connect(on_exception, app, weak=False)
-
-        # got_request_exception misses exceptions that the app's own error handlers turn
-        # into a response; wrap handle_user_exception to see those, and alert when the
-        # handler still answered with a 5xx.
-        original = app.handle_user_exception
-
-        def handle_user_exception(e: Exception) -> Any:
-            rv = original(e)
-            try:
-                if isinstance(e, HTTPException) and (e.code or 500) < 500:
-                    return rv
-                response = app.make_response(rv)
-            except Exception:
-                return rv
-            if response.status_code >= 500:
-                extension._capture(state, e, {})
-            return response
-
-        app.handle_user_exception = handle_user_exception  # type: ignore[method-assign]
-
-        body = state.config.error_response
-        if body is not None:
-
-            def internal_server_error(e: InternalServerError) -> Any:
-                # The app's own handler for a base class (HTTPException, Exception) would
-                # have been chosen without ours: keep it, whatever the registration order.
-                for name in (*request.blueprints, None):
-                    handlers = app.error_handler_spec[name][None]
-                    for cls in type(e).__mro__:
-                        if cls in handlers:
-                            return app.ensure_sync(handlers[cls])(e)
-                if _wants_json():
-                    return {"error": body}, 500
-                return body, 500, {"Content-Type": "text/plain; charset=utf-8"}
-
-            # A 500 handler the app registered before us stays (one registered later
-            # replaces ours by itself).
-            if not app.error_handler_spec[None][500]:
-                app.register_error_handler(InternalServerError, internal_server_error)
-
     # -- metric rules -------------------------------------------------------------------
 
     def add_rule(
@@ -553,6 +536,7 @@ class FlaskAlerting:
         *,
         repeat_seconds: float | None = None,
         display_name: str | None = None,
+        unit: str = "",
     ) -> None:
         """Watch ``probe()`` with the metrics sampler; alert when it stays above ``threshold``.
 
@@ -568,6 +552,8 @@ class FlaskAlerting:
         explicit hysteresis must be smaller than a threshold > 0. Applies to every
         app of this extension, including those initialised later. A probe that raises is
         logged and skipped; the probe runs on the sampler thread of one process per host.
+        ``display_name`` names the value in the e-mails (default ``name``) and ``unit``
+        follows it there (``"jobs"``: "Current Value: 150.0 jobs").
 
         :raises ValueError: for a duplicate name or an invalid number.
         """
@@ -580,6 +566,7 @@ class FlaskAlerting:
             repeat_seconds=repeat_seconds,
             severity=severity,
             display_name=display_name or "",
+            unit=unit,
         )
         if any(s.name == name for s in self._rule_specs):
             raise ValueError(f"a metric rule named {name!r} already exists")
@@ -649,28 +636,158 @@ class FlaskAlerting:
         return stats
 
 
-def _retire_sampler_in_reloader_parent(app: Flask, sampler: Any) -> None:
-    """Wrap ``app.run`` so that a process about to become the Werkzeug reloader's parent
-    retires its sampler at once, before the server starts (the serving child samples).
+def _submitter(state: _State) -> Callable[[Alert], None]:
+    """``state.submit`` for the metrics sampler: looked up per alert (``record_alerts()``
+    replaces it) through a weak reference (the sampler belongs to the state)."""
+    ref = weakref.ref(state)
 
-    The sampler also recognises that parent by itself (its main thread's stack), but only
-    once ``run_simple`` got there; this closes the gap before.
+    def submit(alert: Alert) -> None:
+        found = ref()
+        if found is not None:
+            found.submit(alert)
+
+    return submit
+
+
+def _app_freed(
+    pipeline: Pipeline, sampler: Any, alert_log: logging.Logger, handler: logging.Handler | None
+) -> None:
+    """An app was freed: its sampler stops, its pipeline delivers what it raised and
+    ends its threads, then its log file is closed. Never waits."""
+    with guard("stopping the metrics sampler of a freed app"):
+        if sampler is not None:
+            sampler.close_soon()
+
+    def close_log() -> None:
+        if handler is not None:
+            alert_log.removeHandler(handler)
+            handler.close()
+
+    with guard("retiring the pipeline of a freed app"):
+        pipeline.retire(then=close_log)
+
+
+# -- request wiring ---------------------------------------------------------------------------
+#
+# Module-level functions, connected once for every app and looking the state up in
+# ``app.extensions``: no closure or signal connection ever holds an app. None of them
+# stands in the call stack of the application's code, so no traceback ever shows a frame
+# of flask-alerting.
+
+_capture_installed = False
+
+
+def _install_capture() -> None:
+    global _capture_installed
+    if _capture_installed:
+        return
+    # A module-level function: a strong connection keeps nothing alive.
+    got_request_exception.connect(_on_request_exception, weak=False)
+    hook_error_handler_lookup(_on_error_handler_lookup)
+    _capture_installed = True
+
+
+def _enabled_state(app: Any) -> _State | None:
+    extensions = getattr(app, "extensions", None)
+    state = extensions.get(EXTENSION_KEY) if isinstance(extensions, dict) else None
+    if isinstance(state, _State) and state.config.enabled:
+        return state
+    return None
+
+
+def _on_request_exception(sender: Any, exception: BaseException, **_: Any) -> None:
+    """``got_request_exception``: an exception no handler of the app turned into a
+    response. Flask logs it right after this signal, unless it propagates it."""
+    state = _enabled_state(sender)
+    if state is None:
+        return
+    if isinstance(exception, HTTPException) and (exception.code or 500) < 500:
+        return
+    with guard("capturing an exception"):
+        state.extension._capture(state, exception, {}, logged=not propagates(sender))
+        # An error handler that raised: the exception it was handling is part of this
+        # one's traceback ("During handling of the above exception ..."), not a second
+        # alert (see _on_error_handler_lookup).
+        seen = {id(exception)}
+        inner = exception.__context__
+        while inner is not None and id(inner) not in seen:
+            seen.add(id(inner))
+            mark_captured(inner)
+            inner = inner.__context__
+
+
+def _on_error_handler_lookup(app: Flask, exc: BaseException, handler: Any) -> Any:
+    """Flask looks up the error handler of ``exc`` (inside its ``except`` block).
+
+    An exception that the app's own handler (or, for an ``HTTPException``, Flask itself)
+    turns into a response is noted, and alerted once the response is known to be a 5xx.
+    For the ``InternalServerError`` of an unhandled exception, when the app has no handler
+    for it (nor for a base class) and ``ALERTING_ERROR_RESPONSE`` is set, the notice is
+    the handler; an explicit ``abort(500, description=...)`` or ``InternalServerError(
+    response=...)`` keeps its own. Returns ``handler`` otherwise.
     """
-    original = app.run
+    state = _enabled_state(app)
+    if state is None:
+        return handler
+    try:
+        server_error: BaseException | None = None
+        if isinstance(exc, HTTPException):
+            if (exc.code or 500) < 500:
+                return handler
+            original = getattr(exc, "original_exception", None)
+            if original is None or not is_captured(original):
+                server_error = exc
+            body = state.config.error_response
+            if (
+                handler is None
+                and body is not None
+                and isinstance(exc, InternalServerError)
+                and exc.response is None
+                and exc.description == type(exc).description
+            ):
+                handler = functools.partial(_notice, body)
+        elif handler is not None:
+            # Without a handler, Flask re-raises it: got_request_exception reports it.
+            server_error = exc
+        if server_error is not None and has_request_context():
+            after_this_request(_AlertIfServerError(server_error))
+    except Exception:
+        logger.exception("flask-alerting: internal error while looking at an error handler")
+    return handler
 
-    def run(*args: Any, **kwargs: Any) -> None:
-        debug = kwargs.get("debug", args[2] if len(args) > 2 else None)
-        use_reloader = kwargs.get("use_reloader", app.debug if debug is None else bool(debug))
-        if (
-            use_reloader
-            and os.environ.get("WERKZEUG_RUN_MAIN") != "true"
-            and os.environ.get("FLASK_RUN_FROM_CLI") != "true"
-        ):
-            with guard("retiring the metrics sampler"):
-                sampler.retire_for_reloader()
-        original(*args, **kwargs)
 
-    app.run = run  # type: ignore[method-assign]
+class _AlertIfServerError:
+    """``after_this_request`` of a handled exception: alert when it answered with a 5xx.
+
+    Lets go of the exception once called: the request context holds this object, and
+    the exception's traceback holds the frames that hold the request context, a cycle
+    that would keep the app alive until the garbage collector runs.
+    """
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc: BaseException | None = exc
+
+    def __call__(self, response: Any) -> Any:
+        exc, self.exc = self.exc, None
+        with guard("capturing a handled exception"):
+            if exc is not None and response.status_code >= 500 and not is_captured(exc):
+                state = _enabled_state(current_app)
+                if state is not None:
+                    state.extension._capture(state, exc, {})
+        return response
+
+
+def _notice(body: str, e: InternalServerError) -> Any:
+    """The 500 response with ``ALERTING_ERROR_RESPONSE`` (see _on_error_handler_lookup)."""
+    try:
+        wants_json = _wants_json()
+    except Exception:  # a malformed header: the text is fine
+        wants_json = False
+    if wants_json:
+        return {"error": body}, 500
+    return body, 500, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _make_alert_log(app_name: str) -> logging.Logger:

@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 from .alert import Alert, PendingAlert
 from .dispatch import Clock, Dispatcher, Throttle
 from .notifiers.base import Notifier
-from .signals import alert_dropped, alert_failed, alert_sent, send_safely
+from .signals import alert_dropped, alert_failed, alert_sent, send_safely, weak_sender
 
 logger = logging.getLogger("flask_alerting")
 
@@ -71,8 +71,9 @@ class RetryPolicy:
 class _Marker:
     """Control items on the inbound queue, handled in order with the alerts."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, then: Callable[[], object] | None = None) -> None:
         self.action = action
+        self.then = then
         self.done = threading.Event()
 
 
@@ -145,6 +146,7 @@ class NotifierWorker:
         self._busy = False
         self._untold_drops = 0
         self._stopping = False
+        self._retiring = False
         self._nudge = threading.Event()
         self._thread: threading.Thread | None = None
         self.drops = _DropCounter(f"queue of {self.notifier.name}", self.clock)
@@ -222,6 +224,17 @@ class NotifierWorker:
                     self._inflight = None
                     self._cond.notify_all()
 
+    def retire(self) -> None:
+        """Deliver what is queued, then end the thread and close the notifier, without
+        waiting here (the app was freed). Retries still run their course."""
+        with self._cond:
+            self._retiring = True
+            self._cond.notify_all()
+            idle = self._thread is None and not self._queue
+        if idle:
+            with guard(f"closing {self.notifier.name}"):
+                self.notifier.close()
+
     def stop(self, timeout: float | None) -> tuple[list[Alert], Alert | None]:
         """Stop the thread; return the alerts it did not deliver, and the one it may
         still be sending (its outcome is unknown: the thread is a daemon left to it)."""
@@ -245,13 +258,16 @@ class NotifierWorker:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not self._queue and not self._stopping and not self._retiring:
                     timeout = self._refresh_timeout()
                     if timeout is not None and timeout <= 0:
                         break  # idle, and the notifier's refresh is due
                     self._cond.wait(timeout)
                 if self._stopping:
                     return
+                if not self._queue and self._retiring:  # everything was delivered
+                    self._thread = None
+                    break
                 alert = self._queue.popleft() if self._queue else None
                 self._busy = True
                 self._inflight = alert
@@ -266,6 +282,8 @@ class NotifierWorker:
                     self._busy = False
                     self._inflight = None
                     self._cond.notify_all()
+        with guard(f"closing {self.notifier.name}"):
+            self.notifier.close()
 
     def _refresh_timeout(self) -> float | None:
         """Seconds until the notifier's next :meth:`~Notifier.refresh` (called with the
@@ -422,7 +440,7 @@ BATCH_DELAY = 0.1
 class Pipeline:
     """Inbound queue -> dispatch thread (build, signal, log, throttle) -> notifier workers.
 
-    :param sender: the Flask app.
+    :param sender: the Flask app (held weakly: the threads never keep it alive).
     :param name: used in thread names.
     :param notifiers: where alerts go.
     :param queue_size: bound of the inbound queue and of each notifier's queue.
@@ -451,7 +469,7 @@ class Pipeline:
         clock: Clock = time.monotonic,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        self.sender = sender
+        self.sender = weak_sender(sender)
         self.name = name
         self.notifiers = tuple(notifiers)
         self.queue_size = queue_size
@@ -620,6 +638,9 @@ class Pipeline:
         if isinstance(item, _Marker):
             if item is _STOP:
                 return False
+            if item.action == "retire":
+                self._retired(item)
+                return False
             # Digests whose window ended are due now: hand them over before the marker is
             # done, so that flush() waits for them too.
             with guard("emitting digests"):
@@ -639,6 +660,50 @@ class Pipeline:
         return True
 
     # -- control ------------------------------------------------------------------------
+
+    def retire(self, then: Callable[[], object] | None = None) -> None:
+        """The app is gone: deliver what it raised (pending digests included) on the
+        threads, then end them, close the notifiers and call ``then``. Never waits: this
+        runs wherever the app happened to be freed."""
+        with self._lock:
+            closed, self.closed = self.closed, True
+            running = self._running and not closed
+            if running:
+                self._inbound.put(_Marker("retire", then))
+                self._wake.set()
+        if running:
+            return
+        if closed:  # shut down already: notifiers closed, nothing left
+            if then is not None:
+                with guard("retiring a pipeline"):
+                    then()
+            return
+        left = [item for item in _drain(self._inbound) if not isinstance(item, _Marker)]
+        if left:  # only when the dispatch thread could not be started
+            logger.warning(
+                "flask-alerting: app %r was freed with %d alert(s) not delivered",
+                self.name,
+                len(left),
+            )
+        for worker in self.workers:
+            worker.retire()
+        if then is not None:
+            with guard("retiring a pipeline"):
+                then()
+
+    def _retired(self, marker: _Marker) -> None:
+        """The dispatch thread's last step after :meth:`retire` (see there)."""
+        self._after_batch()
+        with guard("emitting digests"):
+            self.dispatcher.drain()
+        with self._lock:
+            self._running = False
+        for worker in self.workers:
+            worker.retire()
+        if marker.then is not None:
+            with guard("retiring a pipeline"):
+                marker.then()
+        marker.done.set()
 
     def _marker(self, action: str, timeout: float) -> bool:
         if not self._running:

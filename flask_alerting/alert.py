@@ -59,7 +59,7 @@ class Alert:
     becomes one line, labels become an immutable ``str -> str`` mapping).
 
     :param title: one line; CR/LF and control characters are replaced by spaces.
-    :param message: the body, in the seed's wording for built-in sources.
+    :param message: the body (built-in sources write one sentence or more).
     :param kind: ``"error"``, ``"metric"``, ``"timing"`` or ``"custom"``.
     :param severity: ``"info"``, ``"warning"``, ``"error"`` or ``"critical"``.
     :param labels: short facts used for grouping and routing (``app``, ``host``,

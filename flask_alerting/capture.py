@@ -34,6 +34,7 @@ from flask import g as flask_g
 from flask import request as flask_request
 from werkzeug.wrappers import Request as WerkzeugRequest
 
+from ._flask import body_read_by_view
 from .alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
 from .scrub import (
     JSON_BUDGET,
@@ -56,9 +57,10 @@ if TYPE_CHECKING:
 #: twice (``capture_exception``, :class:`~flask_alerting.AlertingHandler`).
 CAPTURED_ATTR = "__flask_alerting_captured__"
 
-#: Where a request (or, outside requests, an app context's ``g``) keeps the exceptions
-#: alerted during its lifetime: ``id(exc) -> exc``.
-_MARKS_ATTR = "_flask_alerting_captured"
+#: Where a request (or, outside requests, an app context's ``g``) keeps the token that
+#: marks the exceptions alerted during its lifetime (see :func:`mark_captured`).
+_TOKEN_ATTR = "_flask_alerting_token"
+_tokens = itertools.count(1)
 
 #: A body the view read as raw data only (``request.get_data()``) is parsed for the alert
 #: up to this many bytes; a larger one is described. A body the view did not read is
@@ -101,23 +103,26 @@ _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-da
 # -- "already reported" marks -------------------------------------------------------------
 
 
-def _marks() -> dict[int, BaseException] | None:
-    """The current request's marks, else the current app context's; None outside both.
+def _scope_token() -> int | bool:
+    """The current request's token, else the current app context's; True outside both.
 
     Per request rather than per app context: requests share one app context when one was
     already pushed for the app (pytest-flask, ``with app.app_context()`` around a client).
+    A number, unique in the process, so the exception refers to nothing: a request that
+    held its exceptions would form a cycle (request, exception, traceback, frames,
+    request) that keeps the app alive until the garbage collector runs.
     """
     if has_request_context():
         holder = flask_request._get_current_object()  # type: ignore[attr-defined]
     elif has_app_context():
         holder = flask_g._get_current_object()
     else:
-        return None
-    marks: dict[int, BaseException] | None = getattr(holder, _MARKS_ATTR, None)
-    if marks is None:
-        marks = {}
-        setattr(holder, _MARKS_ATTR, marks)
-    return marks
+        return True
+    token: int | None = getattr(holder, _TOKEN_ATTR, None)
+    if token is None:
+        token = next(_tokens)
+        setattr(holder, _TOKEN_ATTR, token)
+    return token
 
 
 def mark_captured(exc: BaseException) -> bool:
@@ -126,19 +131,13 @@ def mark_captured(exc: BaseException) -> bool:
     Inside a request the mark lasts for that request, inside an app context (no request)
     for that context: the same exception object raised again later (a failed ``Future``,
     a cached initialisation error) is alerted again in each request. Outside any app
-    context the mark is an attribute of the exception and lasts as long as it.
-    Never raises.
+    context the mark lasts as long as the exception. Never raises.
     """
     try:
-        marks = _marks()
-        if marks is not None:
-            if marks.get(id(exc)) is exc:
-                return False
-            marks[id(exc)] = exc  # keeps exc alive, so its id is not reused meanwhile
-            return True
-        if getattr(exc, CAPTURED_ATTR, False):
+        token = _scope_token()
+        if _same(getattr(exc, CAPTURED_ATTR, None), token):
             return False
-        setattr(exc, CAPTURED_ATTR, True)
+        setattr(exc, CAPTURED_ATTR, token)
     except Exception:  # pragma: no cover - exceptions with __slots__ and no __dict__
         pass
     return True
@@ -147,10 +146,12 @@ def mark_captured(exc: BaseException) -> bool:
 def is_captured(exc: BaseException) -> bool:
     """Whether ``exc`` was already alerted (in the current request or app context, or,
     outside any, ever; see :func:`mark_captured`)."""
-    if has_app_context():  # a request context always comes with one
-        marks = _marks()
-        return marks is not None and marks.get(id(exc)) is exc
-    return bool(getattr(exc, CAPTURED_ATTR, False))
+    return _same(getattr(exc, CAPTURED_ATTR, None), _scope_token())
+
+
+def _same(mark: object, token: int | bool) -> bool:
+    # True (no context) and the token 1 are equal numbers, not the same mark.
+    return type(mark) is type(token) and mark == token
 
 
 # -- fingerprint ------------------------------------------------------------------------------
@@ -250,31 +251,11 @@ def _unread(length: int | None) -> str:
     return f"[body of {length} bytes not read by the view, not included]"
 
 
-class _ReadByView(NamedTuple):
-    """What werkzeug holds of the body because the view read it (its private caches)."""
-
-    #: The parsed JSON (``None`` when it was invalid), or ``Ellipsis`` when not parsed.
-    json: Any
-    #: The form (and files) were parsed.
-    form: bool
-    #: The raw body, when the view read it as such (``get_data()``).
-    data: bytes | None
-
-
-def _read_by_view(req: Request) -> _ReadByView:
-    cached_json = getattr(req, "_cached_json", (Ellipsis, Ellipsis))
-    # (normal, silent) results of get_json: either is the parsed value, or None (silent
-    # and invalid).
-    parsed = cached_json[0] if cached_json[0] is not Ellipsis else cached_json[1]
-    data = getattr(req, "_cached_data", None)
-    return _ReadByView(parsed, "form" in req.__dict__, data if isinstance(data, bytes) else None)
-
-
 def _body(req: Request, snap: dict[str, Any]) -> None:
     # Only what the view already read: reading the rest here would make the error
     # response (and the worker) wait for the client, however slowly it sends.
     length = req.content_length
-    read = _read_by_view(req)
+    read = body_read_by_view(req)
     if req.is_json:
         if read.json is not Ellipsis:
             data = read.json

@@ -7,19 +7,57 @@ health check). They print readable lines, never a traceback or a password.
 
 from __future__ import annotations
 
+import functools
 import os
+import smtplib
 import socket
-from collections.abc import Iterable, Sequence
-from typing import Any
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 
 from .alert import Alert
+from .config import ConfigurationError, ConfigVars
 from .metrics.rules import fmt_duration
+from .notifiers.base import Notifier
+from .notifiers.smtp import SMTPNotifier
 
 alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit status of a command whose app could not be configured (click's usage errors).
+EXIT_CONFIGURATION = 2
+
+
+class ConfigurationProblem(click.ClickException):
+    """A :class:`~flask_alerting.ConfigurationError` raised while the app was loaded:
+    printed as one ``Error:`` line, exit status 2."""
+
+    exit_code = EXIT_CONFIGURATION
+
+
+def _with_app(f: F) -> F:
+    """Like Flask's ``with_appcontext``, but a configuration error raised while the app
+    is created (``FlaskAlerting(app)`` at import, or ``init_app`` in a factory) is one
+    readable line and exit status 2, never a traceback."""
+
+    @click.pass_context
+    def decorator(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        if not current_app:
+            try:
+                app = ctx.ensure_object(ScriptInfo).load_app()
+            except ConfigurationError as exc:
+                raise ConfigurationProblem(
+                    f"flask-alerting configuration: {exc}"
+                ) from None
+            ctx.with_resource(app.app_context())
+        return ctx.invoke(f, *args, **kwargs)
+
+    return functools.update_wrapper(decorator, f)  # type: ignore[return-value]
 
 #: Units of the built-in rules' values, for display.
 _UNITS = {"cpu": "%", "memory": "%", "disk": "%", "swap": "%", "rss": "MiB"}
@@ -41,13 +79,21 @@ def _state() -> Any:
     return state
 
 
-@alerting_cli.command("test")
+@alerting_cli.command("test", with_appcontext=False)
+@_with_app
 def test_command() -> None:
     """Send a test alert through every notifier, now, and report each result.
 
-    Exit status 0 when every notifier delivered, 1 otherwise.
+    Exit status 0 when every notifier delivered, 1 otherwise (also when alerts are only
+    logged because no notifier is configured: nothing would reach a person).
     """
     state = _state()
+    if state.fallback:
+        click.echo(
+            "FAILED  nothing would reach a person: no ALERTING_SMTP_HOST and no notifiers, "
+            "so alerts are only logged (logger 'flask_alerting.notify')"
+        )
+        raise SystemExit(1)
     alert = Alert(
         kind="custom",
         severity="info",
@@ -65,8 +111,13 @@ def test_command() -> None:
             notifier.send(alert)
         except Exception as exc:  # any failure is reported, never a traceback
             failures += 1
-            reason = _mask(notifier.describe_error(exc), secret)
-            click.echo(f"FAILED  {notifier.name}: {reason}")
+            reason = _mask(_one_line(notifier.describe_error(exc)), secret)
+            target = _target(notifier)
+            hint = _hint(notifier, exc)
+            click.echo(
+                f"FAILED  {notifier.name}{' ' + target if target else ''}: {reason}"
+                + (f" (hint: {hint})" if hint else "")
+            )
         else:
             click.echo(f"OK      {notifier.name}: {_mask(notifier.describe(), secret)}")
     if failures:
@@ -77,7 +128,46 @@ def test_command() -> None:
 # -- status -------------------------------------------------------------------------------
 
 
-@alerting_cli.command("status")
+def _target(notifier: Notifier) -> str:
+    """Where a notifier delivers, for a FAILED line (``smtp://host:port``)."""
+    if isinstance(notifier, SMTPNotifier):
+        return f"smtp://{notifier.host}:{notifier.port}"
+    return ""
+
+
+def _hint(notifier: Notifier, exc: BaseException) -> str | None:
+    """The likely cause of a failure, where it is known."""
+    if not isinstance(notifier, SMTPNotifier):
+        return None
+    if isinstance(exc, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(exc):
+        if notifier.security == "ssl":
+            return (
+                f"the server on port {notifier.port} does not start with TLS; port 587/25 "
+                f"usually means {ConfigVars.SMTP_SECURITY}='starttls'/'none'"
+            )
+    if (
+        isinstance(exc, smtplib.SMTPAuthenticationError)
+        and notifier.username is not None
+        and not notifier.has_password
+    ):
+        return (
+            f"EMAIL_PASSWORD is not set (nor {ConfigVars.SMTP_PASSWORD}), so the login "
+            "was tried without a password"
+        )
+    if (
+        isinstance(exc, smtplib.SMTPNotSupportedError)
+        and notifier.security == "none"
+        and notifier.username is not None
+    ):
+        return (
+            "the server offers no login on a plain connection; "
+            f"{ConfigVars.SMTP_SECURITY}='starttls' usually does"
+        )
+    return None
+
+
+@alerting_cli.command("status", with_appcontext=False)
+@_with_app
 def status_command() -> None:
     """Show the configuration (secrets masked), notifiers, metric rules, delivery
     counters and slow-call timings.
@@ -89,7 +179,7 @@ def status_command() -> None:
 
 
 def _status_lines(state: Any) -> list[str]:
-    app = state.app
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     config = state.config
     enabled = "enabled" if config.enabled else "DISABLED (ALERTING_ENABLED is false)"
     lines = [
@@ -210,7 +300,7 @@ def _rule_row(rule: Any) -> tuple[str, ...]:
 # -- check --------------------------------------------------------------------------------
 
 
-@alerting_cli.command("check")
+@alerting_cli.command("check", with_appcontext=False)
 @click.option(
     "--window",
     type=click.FloatRange(min=0),
@@ -218,6 +308,7 @@ def _rule_row(rule: Any) -> tuple[str, ...]:
     show_default=True,
     help="Seconds over which CPU percent is measured.",
 )
+@_with_app
 def check_command(window: float) -> None:
     """Sample every metric rule once and compare it with its threshold.
 
@@ -226,7 +317,8 @@ def check_command(window: float) -> None:
     health check.
     """
     state = _state()
-    results = state.extension.check(state.app, window=window)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    results = state.extension.check(app, window=window)
     if not results:
         click.echo("no metric rules (all built-in rules are off and none was added)")
         return
@@ -321,4 +413,4 @@ def _version() -> str:
         return "(development)"
 
 
-__all__ = ["alerting_cli"]
+__all__ = ["ConfigurationProblem", "alerting_cli"]

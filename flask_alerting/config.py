@@ -8,16 +8,18 @@ constructor argument > ``app.config`` > default. A bad value raises
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
+from email.utils import formataddr, parseaddr
 from typing import Any, Literal
 
 from ._urls import is_http_url, mask_scheme_only, mask_url, split_urls
 
 Security = Literal["ssl", "starttls", "none"]
 
-DEFAULT_ERROR_RESPONSE = "An error occurred. The administrators have been notified."
 SMTP_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
 
 
@@ -251,19 +253,78 @@ def _string_items(key: str, value: Any, expected: str, item_expected: str) -> li
     return [item.strip() for item in items]
 
 
+#: An addr-spec as it may stand in an SMTP envelope: one ``@``, no blanks, quotes,
+#: brackets or separators (quoted local parts are refused: nobody alerts one).
+_ADDR_SPEC = re.compile(r'[^@\s<>()\[\],;:\\"]+@[^@\s<>()\[\],;:\\"]+')
+#: One address or more between commas and semicolons (outside quotes and brackets).
+_CHUNK = re.compile(r'(?:"[^"]*"|<[^>]*>|[^,;"<])+')
+
+
+def _valid_addr_spec(addr: str) -> bool:
+    if not _ADDR_SPEC.fullmatch(addr):
+        return False
+    domain = addr.rpartition("@")[2]
+    return not (domain.startswith(".") or domain.endswith(".") or ".." in domain)
+
+
+def parse_addresses(value: str | Iterable[str]) -> list[str]:
+    """E-mail addresses from a string or a list of strings.
+
+    Addresses are separated by commas, semicolons or blanks (``"a@x.org; b@y.org"``,
+    ``"a@x.org b@y.org"``); one with a display name (``"Ops Team <ops@x.org>"``) ends at
+    the next comma or semicolon. Each is checked with :func:`email.utils.parseaddr`.
+
+    :raises ValueError: naming the first string that is not an address.
+    """
+    items = [value] if isinstance(value, str) else list(value)
+    addresses: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a string")
+        if any(ch in item for ch in "\r\n\0"):
+            raise ValueError(f"{item!r} holds a line break or NUL")
+        for chunk in _CHUNK.findall(item):
+            chunk = chunk.strip()
+            if not chunk:
+                continue
+            # "Name <addr>" is one address; otherwise blanks separate bare addresses.
+            for part in [chunk] if "<" in chunk or '"' in chunk else chunk.split():
+                name, addr = parseaddr(part)
+                whole = part.endswith(f"<{addr}>") if "<" in part else part == addr
+                if not (addr and whole and _valid_addr_spec(addr)):
+                    raise ValueError(f"{part!r} is not an e-mail address")
+                addresses.append(formataddr((name, addr)) if name else addr)
+    return addresses
+
+
+def _addresses(key: str, value: Any) -> list[str]:
+    if not isinstance(value, (str, list, tuple, set, frozenset)):
+        raise ConfigurationError(
+            key, "e-mail addresses: a list, or a string separated by commas", value
+        )
+    try:
+        return parse_addresses(value)
+    except ValueError as exc:
+        raise ConfigurationError(
+            key, f"e-mail addresses like admin@example.com ({exc})", value
+        ) from None
+
+
 def _recipients(key: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    clean = []
-    for address in _string_items(
-        key, value, "a list of addresses or a comma-separated string", "addresses as strings"
-    ):
-        if not address:
-            continue
-        if "@" not in address or any(ch in address for ch in "\r\n\0,"):
-            raise ConfigurationError(key, "e-mail addresses like admin@example.com", value)
-        clean.append(address)
-    return tuple(clean)
+    return tuple(_addresses(key, value))
+
+
+def _sender(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(key, "an e-mail address", value)
+    addresses = _addresses(key, value)
+    if len(addresses) != 1:
+        raise ConfigurationError(key, "one e-mail address", value)
+    return addresses[0]
 
 
 def _error_response(key: str, value: Any) -> str | None:
@@ -271,7 +332,9 @@ def _error_response(key: str, value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    raise ConfigurationError(key, "a string, or False to keep Flask's default error page", value)
+    raise ConfigurationError(
+        key, "a string, or None/False to keep Flask's own error response", value
+    )
 
 
 def _field_names(key: str, value: Any) -> tuple[str, ...]:
@@ -340,7 +403,7 @@ KEYS: dict[str, _Key] = {
     "smtp_password": _Key(ConfigVars.SMTP_PASSWORD, _DYNAMIC, _secret, "SMTP password"),
     "smtp_timeout": _Key(ConfigVars.SMTP_TIMEOUT, 10.0, _positive, "SMTP socket timeout"),
     "smtp_ca_file": _Key(ConfigVars.SMTP_CA_FILE, None, _existing_file, "private CA (PEM)"),
-    "mail_sender": _Key(ConfigVars.MAIL_SENDER, None, _text, "From address"),
+    "mail_sender": _Key(ConfigVars.MAIL_SENDER, None, _sender, "From address"),
     "mail_recipients": _Key(ConfigVars.MAIL_RECIPIENTS, None, _recipients, "To addresses"),
     "subject_prefix": _Key(ConfigVars.SUBJECT_PREFIX, _DYNAMIC, _text, "subject prefix"),
     "log_file": _Key(ConfigVars.LOG_FILE, None, _writable_file, "alert log file"),
@@ -386,7 +449,7 @@ KEYS: dict[str, _Key] = {
         ConfigVars.SHUTDOWN_TIMEOUT, 5.0, _non_negative, "flush time at exit"
     ),
     "error_response": _Key(
-        ConfigVars.ERROR_RESPONSE, DEFAULT_ERROR_RESPONSE, _error_response, "500 body"
+        ConfigVars.ERROR_RESPONSE, None, _error_response, "500 body (None: Flask's own)"
     ),
     "scrub_fields": _Key(
         ConfigVars.SCRUB_FIELDS, (), _field_names, "more names whose values are filtered"
@@ -470,11 +533,39 @@ def option_name(key: str) -> str:
 def check_options(options: Mapping[str, Any]) -> None:
     """Refuse constructor keywords that name no configuration key (typos).
 
-    :raises TypeError: listing the unknown names.
+    :raises TypeError: listing the unknown names, with the closest known one.
     """
-    unknown = set(options) - set(KEYS)
+    unknown = sorted(set(options) - set(KEYS))
     if unknown:
-        raise TypeError(f"unknown FlaskAlerting option(s): {', '.join(sorted(unknown))}")
+        hints = [
+            f"{name} (did you mean {close[0]}?)" if close else name
+            for name in unknown
+            for close in [difflib.get_close_matches(name, KEYS, n=1)]
+        ]
+        raise TypeError(f"unknown FlaskAlerting option(s): {', '.join(hints)}")
+
+
+def known_keys() -> frozenset[str]:
+    """Every ``ALERTING_*`` name of :class:`ConfigVars`."""
+    return frozenset(
+        value
+        for name, value in vars(ConfigVars).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("ALERTING_")
+    )
+
+
+def unknown_keys(app_config: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """``ALERTING_*`` keys of ``app_config`` that :class:`ConfigVars` does not name
+    (typos such as ``ALERTING_SMTP_HOTS``), each with the closest known key or None."""
+    known = known_keys()
+    # Compared without the prefix, which every key shares.
+    suffixes = {key.removeprefix("ALERTING_"): key for key in known}
+    found = []
+    for key in app_config:
+        if isinstance(key, str) and key.startswith("ALERTING_") and key not in known:
+            close = difflib.get_close_matches(key.removeprefix("ALERTING_"), suffixes, n=1)
+            found.append((key, suffixes[close[0]] if close else None))
+    return sorted(found)
 
 
 def load_config(
@@ -518,10 +609,6 @@ def load_config(
         if values["mail_sender"] is None:
             raise ConfigurationError(
                 ConfigVars.MAIL_SENDER, "a sender address when ALERTING_SMTP_HOST is set"
-            )
-        if "@" not in values["mail_sender"]:
-            raise ConfigurationError(
-                ConfigVars.MAIL_SENDER, "an e-mail address", values["mail_sender"]
             )
         if not values["mail_recipients"]:
             raise ConfigurationError(

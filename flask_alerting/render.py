@@ -1,8 +1,8 @@
 """Turn an :class:`~flask_alerting.Alert` into text: subject, plain body, HTML body, log line.
 
-Pure code shared by the notifiers. Built-in sources already write ``alert.message`` in the
-seed's wording; this module adds the facts around it (labels, request context, digest
-counts, drops) in a stable order.
+Pure code shared by the notifiers. Built-in sources already write ``alert.message``; this
+module adds the facts around it (labels, request context, digest counts, drops) in a
+stable order, durations in seconds and metric values with their unit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from typing import Any
 
 from .alert import Alert, one_line
 from .scrub import cut_middle, cut_middle_bytes
+
+#: Details that the text shows in another form (the digest's counts, the value's name
+#: and unit, the breach's duration), not as sections of their own.
+_SHOWN_ELSEWHERE = frozenset({"digest", "display_name", "unit", "breach_seconds"})
 
 #: Subject lines are cut to this many characters (RFC 5322 recommends 78 per line; mail
 #: clients show about this much).
@@ -50,11 +54,43 @@ def _when(alert: Alert) -> str:
     return alert.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def fmt_seconds(seconds: float) -> str:
+    """A duration for people: ``2.20 s``, ``0.35 s``, ``45 ms``, ``1.2 ms``."""
+    if seconds >= 0.1 or seconds <= 0.0:
+        return f"{seconds:.2f} s"
+    milliseconds = seconds * 1000.0
+    return f"{milliseconds:.1f} ms" if milliseconds < 10 else f"{milliseconds:.0f} ms"
+
+
+def fmt_value(value: float, unit: str = "") -> str:
+    """A metric value with its unit: ``91.3 %``, ``512.0 MiB``, ``150.0 jobs``, ``1.25``.
+
+    Percentages and MiB with one decimal (what the probes measure); other values as
+    Python prints a float (``93.1``, ``80.0``), without float noise.
+    """
+    if unit in ("%", "MiB"):
+        return f"{value:.1f} {unit}"
+    text = repr(float(format(value, ".10g")))
+    return f"{text} {unit}" if unit else text
+
+
+def fmt_alert_value(alert: Alert, value: float) -> str:
+    """``value`` of ``alert`` with its unit: seconds for timing alerts, the rule's unit for
+    metric alerts (``91.3 %``), else as a plain number."""
+    if alert.kind == "timing":
+        return fmt_seconds(value)
+    if alert.kind == "metric":
+        unit = alert.details.get("unit")
+        return fmt_value(value, unit if isinstance(unit, str) else "")
+    return f"{value:g}"
+
+
 def _digest_lines(alert: Alert) -> list[str]:
     digest = alert.details.get("digest")
     if not isinstance(digest, Mapping):
         return []
-    lines = [f"This alert occurred {alert.occurrences} more times"]
+    more = alert.occurrences
+    lines = [f"This alert occurred {more} more {'time' if more == 1 else 'times'}"]
     if alert.first_seen and alert.last_seen:
         lines[0] += (
             f" between {alert.first_seen:%Y-%m-%d %H:%M:%S} and {alert.last_seen:%H:%M:%S} UTC"
@@ -63,8 +99,9 @@ def _digest_lines(alert: Alert) -> list[str]:
     lines[0] += "; the latest occurrence captured in full is shown below."
     if digest.get("mean") is not None:
         lines.append(
-            f"Values: mean {digest['mean']:.3f}, max {digest['max']:.3f}, "
-            f"min {digest['min']:.3f}"
+            f"Values: mean {fmt_alert_value(alert, digest['mean'])}, "
+            f"max {fmt_alert_value(alert, digest['max'])}, "
+            f"min {fmt_alert_value(alert, digest['min'])}"
         )
     return lines
 
@@ -91,30 +128,33 @@ def _fmt(value: Any) -> str:
         return repr(value)
 
 
-def seed_message(alert: Alert) -> str:
-    """The seed's wording for a timing or metric alert that carries no message.
+def default_message(alert: Alert) -> str:
+    """The text of a timing or metric alert that carries no message of its own.
 
-    Metrics: ``"The {metric} has exceeded the threshold:\\n\\nCurrent Value: ...\\n
-    Threshold: ..."`` (the seed's e-mail); timing: ``"{function} took {value} seconds to
-    execute, exceeding the {threshold}-second threshold."``. Empty for other alerts and
-    without value and threshold.
+    Metrics: ``"The {metric} has exceeded the threshold:\\n\\nCurrent Value: 91.3 %\\n
+    Threshold: 80.0 %"``; timing: ``"{function} took 2.20 s (threshold 2.00 s)."``.
+    Empty for other alerts and without value and threshold.
     """
     if alert.value is None or alert.threshold is None:
         return ""
     if alert.kind == "timing":
         function = alert.labels.get("function", alert.title)
-        return (
-            f"{function} took {alert.value} seconds to execute, exceeding the "
-            f"{alert.threshold:g}-second threshold."
-        )
+        return f"{function} took {_over(alert)}."
     if alert.kind != "metric":
         return ""
     name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
     state = "is back under" if alert.status == "resolved" else "has exceeded"
     return (
         f"The {name} {state} the threshold:\n\n"
-        f"Current Value: {alert.value}\nThreshold: {alert.threshold}"
+        f"Current Value: {fmt_alert_value(alert, alert.value)}\n"
+        f"Threshold: {fmt_alert_value(alert, alert.threshold)}"
     )
+
+
+def _over(alert: Alert) -> str:
+    """``2.20 s (threshold 2.00 s)`` of a timing alert."""
+    assert alert.value is not None and alert.threshold is not None
+    return f"{fmt_seconds(alert.value)} (threshold {fmt_seconds(alert.threshold)})"
 
 
 def text_body(alert: Alert) -> str:
@@ -129,7 +169,7 @@ def text_body(alert: Alert) -> str:
     digest = _digest_lines(alert)
     if digest:
         lines += [*digest, ""]
-    lines.append(alert.message or seed_message(alert) or alert.title)
+    lines.append(alert.message or default_message(alert) or alert.title)
     lines.append("")
     facts: dict[str, Any] = {
         "Severity": alert.severity,
@@ -138,15 +178,15 @@ def text_body(alert: Alert) -> str:
         "Time": _when(alert),
     }
     if alert.value is not None:
-        facts["Value"] = f"{alert.value:g}"
+        facts["Value"] = fmt_alert_value(alert, alert.value)
     if alert.threshold is not None:
-        facts["Threshold"] = f"{alert.threshold:g}"
+        facts["Threshold"] = fmt_alert_value(alert, alert.threshold)
     facts["Fingerprint"] = alert.fingerprint
     lines += [f"{k}: {v}" for k, v in facts.items()]
     if alert.labels:
         lines += ["", *_section("Labels", alert.labels)]
     for key, value in alert.details.items():
-        if key == "digest":
+        if key in _SHOWN_ELSEWHERE:
             continue
         if isinstance(value, Mapping):
             lines += ["", *_section(key.replace("_", " ").capitalize(), value)]
@@ -180,10 +220,10 @@ def html_body(alert: Alert) -> str:
 
 
 def log_line(alert: Alert) -> str:
-    """The line written to the alert log (``ALERTING_LOG_FILE``), in the seed's wording.
+    """The line written to the alert log (``ALERTING_LOG_FILE``).
 
-    Errors log their traceback like the seed's ``logging.error(traceback.format_exc())``;
-    timing and metric alerts log the seed's sentences.
+    Errors log their title and traceback; timing and metric alerts one sentence with the
+    duration or value and the threshold.
     """
     return cut_middle(_log_line(alert), MAX_LOG_TEXT, "alert")
 
@@ -196,20 +236,14 @@ def _log_line(alert: Alert) -> str:
         function = str(
             alert.details.get("display_name") or alert.labels.get("function", alert.title)
         )
-        return (
-            f"{function} took {alert.value} seconds to execute, exceeding the "
-            f"{alert.threshold:g}-second threshold."
-        )
+        return f"{function} took {_over(alert)}"
     if alert.kind == "metric" and alert.value is not None and alert.threshold is not None:
         name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
-        if alert.status == "resolved":
-            return (
-                f"{name} is back under the threshold: Current Value: {alert.value}, "
-                f"Threshold: {alert.threshold}"
-            )
+        state = "is back under" if alert.status == "resolved" else "has exceeded"
         return (
-            f"{name} has exceeded the threshold: Current Value: {alert.value}, "
-            f"Threshold: {alert.threshold}"
+            f"{name} {state} the threshold: Current Value: "
+            f"{fmt_alert_value(alert, alert.value)}, "
+            f"Threshold: {fmt_alert_value(alert, alert.threshold)}"
         )
     if alert.message and alert.message != alert.title:
         return f"{alert.title}: {alert.message}"

@@ -9,6 +9,7 @@ thread of the notifier concerned: keep them short, they delay delivery.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from blinker import NamedSignal, Namespace
@@ -27,15 +28,30 @@ alert_failed = _signals.signal("alert-failed")
 alert_dropped = _signals.signal("alert-dropped")
 
 
+def weak_sender(sender: Any) -> Any:
+    """A weak reference to ``sender`` for :func:`send_safely`, so that whatever keeps it
+    (a delivery thread) never keeps the app alive; ``sender`` itself when it cannot be
+    referenced weakly (a plain ``object()`` in tests)."""
+    try:
+        return weakref.ref(sender)
+    except TypeError:
+        return sender
+
+
 def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Send ``signal``; a receiver that raises is logged and skipped, never allowed to
     stop the others or the alert's delivery.
 
     Receivers run on flask-alerting's threads, often without an app context: one that
-    touches ``current_app`` raises there, and must not cost the alert.
+    touches ``current_app`` raises there, and must not cost the alert. A ``sender`` made
+    by :func:`weak_sender` is resolved first; once the app is gone, nothing is sent.
     """
     if not signal.receivers:
         return
+    if isinstance(sender, weakref.ref):
+        sender = sender()
+        if sender is None:
+            return
     for receiver in list(signal.receivers_for(sender)):
         try:
             receiver(sender, **kwargs)

@@ -40,6 +40,7 @@ from flask import Flask, Response, g, has_request_context, request
 from ._worker import guard
 from .alert import Alert, make_fingerprint, utcnow
 from .config import KEYS, Config
+from .render import fmt_seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -357,11 +358,9 @@ def _check_threshold(threshold: float | None) -> float | None:
 # -- alerts ---------------------------------------------------------------------------------
 
 
-def _seed_sentence(what: str, duration: float, threshold: float) -> str:
-    return (
-        f"{what} took {duration} seconds to execute, exceeding the {threshold:g}-second "
-        "threshold."
-    )
+def _took(what: str, duration: float, threshold: float) -> str:
+    """``predict took 2.20 s (threshold 2.00 s)``."""
+    return f"{what} took {fmt_seconds(duration)} (threshold {fmt_seconds(threshold)})"
 
 
 def timing_alert_builder(
@@ -378,8 +377,8 @@ def timing_alert_builder(
         return Alert(
             kind="timing",
             severity="warning",
-            title=f"{name} took {duration:.2f} s (threshold {threshold:.2f} s)",
-            message=_seed_sentence(name, duration, threshold),
+            title=_took(name, duration, threshold),
+            message=_took(name, duration, threshold) + ".",
             labels=labels,
             fingerprint=make_fingerprint("timing", name),
             value=duration,
@@ -406,9 +405,9 @@ def slow_request_alert_builder(
         return Alert(
             kind="timing",
             severity="warning",
-            title=f"Slow request: {what} took {duration:.2f} s (threshold {threshold:.2f} s)",
-            message=_seed_sentence(what, duration, threshold)
-            + f" Endpoint: {info['endpoint']}, status: {info['status']}.",
+            title=f"Slow request: {_took(what, duration, threshold)}",
+            message=_took(what, duration, threshold)
+            + f". Endpoint: {info['endpoint']}, status: {info['status']}.",
             labels=labels,
             fingerprint=make_fingerprint("timing", "request", info["method"], info["endpoint"]),
             value=duration,
@@ -416,7 +415,7 @@ def slow_request_alert_builder(
             timestamp=timestamp,
             details={
                 "display_name": what,
-                "request": {**info, "duration": f"{duration:.3f} s"},
+                "request": {**info, "duration": fmt_seconds(duration)},
             },
         )
 

@@ -3,7 +3,8 @@
 Configured from the environment: ``FA_LOG`` (the ``flask_alerting`` log, one line per
 record prefixed with the pid), ``FA_LOCK`` (lock file), ``FA_INTERVAL`` (seconds),
 ``FA_SMTP_PORT`` (a test SMTP server on 127.0.0.1; without it alerts are only logged),
-``FA_PORT`` (for ``python -m tests.metrics_app``, which runs the Werkzeug reloader).
+``FA_PORT`` (for ``python -m tests.metrics_app``, which runs the Werkzeug reloader:
+``use_reloader=True``, or with ``FA_RELOADER=from-flask-debug`` as ``FLASK_DEBUG`` says).
 """
 
 from __future__ import annotations
@@ -49,4 +50,7 @@ def index() -> str:
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(env["FA_PORT"]), use_reloader=True)
+    if env.get("FA_RELOADER") == "from-flask-debug":
+        app.run(host="127.0.0.1", port=int(env["FA_PORT"]))  # FLASK_DEBUG=1 asks for it
+    else:
+        app.run(host="127.0.0.1", port=int(env["FA_PORT"]), use_reloader=True)

@@ -41,7 +41,6 @@ from flask_alerting.capture import (
     format_traceback,
     is_captured,
 )
-from flask_alerting.config import DEFAULT_ERROR_RESPONSE
 from flask_alerting.scrub import FILTERED, JSON_BUDGET
 from tests.conftest import FakeClock
 from tests.smtp_server import SMTPServer
@@ -465,12 +464,35 @@ def failing_app(app: Flask) -> Flask:
     return app
 
 
-def test_500_response_is_text_with_status_500(failing_app: Flask, alerting: FlaskAlerting) -> None:
+#: The notice an app can configure (ALERTING_ERROR_RESPONSE); Flask's own page by default.
+NOTICE = "An error occurred. The administrators have been notified."
+
+
+@pytest.fixture
+def notice(failing_app: Flask, make_alerting: Make, memory: MemoryNotifier) -> FlaskAlerting:
+    return make_alerting(failing_app, notifiers=[memory], error_response=NOTICE)
+
+
+def test_500_response_is_flasks_own_by_default(
+    failing_app: Flask, alerting: FlaskAlerting, memory: MemoryNotifier
+) -> None:
+    for headers in ({"Accept": "text/html,*/*"}, {"Accept": "application/json"}):
+        response = failing_app.test_client().get("/fail", headers=headers)
+        assert response.status_code == 500
+        assert response.mimetype == "text/html"
+        assert "<h1>Internal Server Error</h1>" in response.get_data(as_text=True)
+    assert alerting.flush(5.0)
+    assert len(memory.alerts) == 1  # throttled, but alerted
+
+
+def test_500_response_is_the_notice_text_with_status_500(
+    failing_app: Flask, notice: FlaskAlerting
+) -> None:
     response = failing_app.test_client().get("/fail", headers={"Accept": "text/html,*/*"})
-    # The seed answered with status 200: not here.
+    # A hand-written try/except recipe answers with status 200: not here.
     assert response.status_code == 500
     assert response.mimetype == "text/plain"
-    assert response.get_data(as_text=True) == DEFAULT_ERROR_RESPONSE
+    assert response.get_data(as_text=True) == NOTICE
 
 
 @pytest.mark.parametrize(
@@ -482,11 +504,11 @@ def test_500_response_is_text_with_status_500(failing_app: Flask, alerting: Flas
     ],
 )
 def test_json_clients_get_a_json_500(
-    failing_app: Flask, alerting: FlaskAlerting, kwargs: dict[str, Any]
+    failing_app: Flask, notice: FlaskAlerting, kwargs: dict[str, Any]
 ) -> None:
     response = failing_app.test_client().open("/fail", **kwargs)
     assert response.status_code == 500
-    assert response.get_json() == {"error": DEFAULT_ERROR_RESPONSE}
+    assert response.get_json() == {"error": NOTICE}
 
 
 def test_custom_text_and_false_keeps_flasks_page(
@@ -728,8 +750,9 @@ def test_capture_exception_with_two_apps_and_no_context_warns_and_does_nothing(
     make_alerting: Make, memory: MemoryNotifier, caplog: pytest.LogCaptureFixture
 ) -> None:
     ext = make_alerting(notifiers=[memory])
-    for name in ("one", "two"):
-        ext.init_app(Flask(name))
+    apps = [Flask(name) for name in ("one", "two")]  # kept alive: a freed app is forgotten
+    for app in apps:
+        ext.init_app(app)
     with caplog.at_level(logging.WARNING, logger="flask_alerting"):
         ext.capture_exception(RuntimeError("where?"))
     assert ext.flush(5.0)
@@ -1161,10 +1184,12 @@ def test_traceback_text_is_what_the_standard_library_prints(func: Callable[[], N
 
 def test_a_failure_inside_capture_never_breaks_the_response(
     app: Flask,
-    alerting: FlaskAlerting,
+    make_alerting: Make,
+    memory: MemoryNotifier,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    make_alerting(app, notifiers=[memory], error_response=NOTICE)
     # Failure injection: the builder factory itself raises.
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in flask-alerting")
@@ -1177,8 +1202,5 @@ def test_a_failure_inside_capture_never_breaks_the_response(
 
     with caplog.at_level(logging.ERROR, logger="flask_alerting"):
         response = app.test_client().get("/fail")
-    assert (response.status_code, response.get_data(as_text=True)) == (
-        500,
-        DEFAULT_ERROR_RESPONSE,
-    )
+    assert (response.status_code, response.get_data(as_text=True)) == (500, NOTICE)
     assert "internal error while capturing an exception" in caplog.text

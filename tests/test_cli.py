@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_alerting import FlaskAlerting, MemoryNotifier, Notifier, alert_raised
+from flask_alerting import FlaskAlerting, LogNotifier, MemoryNotifier, Notifier, alert_raised
 from flask_alerting.alert import Alert
 from flask_alerting.cli import alerting_cli
 from flask_alerting.config import KEYS
@@ -72,7 +72,10 @@ def test_test_command_reports_each_failure_without_secrets(
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert any(
-        line.startswith("FAILED  smtp: SMTPAuthenticationError: 535") for line in lines
+        line.startswith(
+            f"FAILED  smtp smtp://127.0.0.1:{server.port}: SMTPAuthenticationError: 535"
+        )
+        for line in lines
     ), result.output
     assert "FAILED  broken: RuntimeError: webhook answered 403" in lines
     assert "OK      memory: memory" in lines
@@ -96,8 +99,96 @@ def test_test_command_when_the_server_is_down(
     make_alerting(app)
     result = app.test_cli_runner().invoke(args=["alerting", "test"])
     assert result.exit_code == 1
-    assert "FAILED  smtp: ConnectionRefusedError" in result.output
+    port = app.config["ALERTING_SMTP_PORT"]
+    assert f"FAILED  smtp smtp://127.0.0.1:{port}: ConnectionRefusedError" in result.output
+    assert "hint" not in result.output  # no known cause: no guess
     assert "Traceback" not in result.output
+
+
+def test_test_command_fails_when_alerts_would_only_be_logged(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    make_alerting(app)  # no ALERTING_SMTP_HOST, no notifiers: the LogNotifier fallback
+    result = app.test_cli_runner().invoke(args=["alerting", "test"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "FAILED  nothing would reach a person: no ALERTING_SMTP_HOST and no notifiers, so "
+        "alerts are only logged (logger 'flask_alerting.notify')\n"
+    )
+
+
+def test_an_explicit_log_notifier_is_a_choice_not_a_failure(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    make_alerting(app, notifiers=[LogNotifier()])
+    result = app.test_cli_runner().invoke(args=["alerting", "test"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK      log")
+
+
+def test_failed_line_hints_at_starttls_when_ssl_meets_a_plain_server(
+    app: Flask,
+    smtp_factory: Callable[..., SMTPServer],
+    make_alerting: Callable[..., FlaskAlerting],
+) -> None:
+    server = smtp_factory(security="starttls")  # speaks plain SMTP first, as on port 587
+    app.config.update(
+        ALERTING_SMTP_HOST=server.host,
+        ALERTING_SMTP_PORT=server.port,
+        ALERTING_SMTP_SECURITY="ssl",  # the default: implicit TLS, as on port 465
+        ALERTING_MAIL_SENDER="alerts@example.com",
+        ALERTING_MAIL_RECIPIENTS="admin@example.com",
+    )
+    make_alerting(app)
+    result = app.test_cli_runner().invoke(args=["alerting", "test"])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.startswith("FAILED")]
+    assert line.startswith(f"FAILED  smtp smtp://127.0.0.1:{server.port}: SSLError: ")
+    assert "WRONG_VERSION_NUMBER" in line
+    assert line.endswith(
+        f"(hint: the server on port {server.port} does not start with TLS; port 587/25 "
+        "usually means ALERTING_SMTP_SECURITY='starttls'/'none')"
+    )
+
+
+@pytest.mark.parametrize("password", [None, "wrong-" + PASSWORD])
+def test_failed_line_says_when_the_password_is_missing(
+    app: Flask,
+    smtp_factory: Callable[..., SMTPServer],
+    ca_file: str,
+    make_alerting: Callable[..., FlaskAlerting],
+    monkeypatch: pytest.MonkeyPatch,
+    password: str | None,
+) -> None:
+    if password is None:
+        monkeypatch.delenv("EMAIL_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("EMAIL_PASSWORD", password)
+    server = smtp_factory(security="starttls", auth=True)
+    app.config.update(
+        ALERTING_SMTP_HOST=server.host,
+        ALERTING_SMTP_PORT=server.port,
+        ALERTING_SMTP_SECURITY="starttls",
+        ALERTING_SMTP_CA_FILE=ca_file,
+        ALERTING_SMTP_USERNAME=USERNAME,
+        ALERTING_MAIL_SENDER="alerts@example.com",
+        ALERTING_MAIL_RECIPIENTS="admin@example.com",
+    )
+    make_alerting(app)
+    result = app.test_cli_runner().invoke(args=["alerting", "test"])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.startswith("FAILED")]
+    assert line.startswith(
+        f"FAILED  smtp smtp://127.0.0.1:{server.port}: SMTPAuthenticationError: 535"
+    )
+    hint = (
+        "(hint: EMAIL_PASSWORD is not set (nor ALERTING_SMTP_PASSWORD), so the login was "
+        "tried without a password)"
+    )
+    if password is None:
+        assert line.endswith(hint)
+    else:  # a wrong password: no such hint
+        assert "hint" not in line
 
 
 def test_commands_explain_a_missing_init_app() -> None:
@@ -408,6 +499,62 @@ def test_the_entry_point_registers_the_commands(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "flask-alerting is not initialised on app 'bare'" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+_BAD_APP = """
+from flask import Flask
+from flask_alerting import FlaskAlerting
+
+app = Flask("shop")
+app.config.update(
+    ALERTING_SMTP_HOST="smtp.example.com",
+    ALERTING_MAIL_SENDER="alerts@example.com",
+    ALERTING_MAIL_RECIPIENTS="admin@example.com; ops@example.com ops",
+)
+FlaskAlerting(app)
+"""
+
+_BAD_FACTORY = """
+from flask import Flask
+from flask_alerting import FlaskAlerting
+
+alerting = FlaskAlerting()
+
+
+def create_app():
+    app = Flask("shop")
+    app.config["ALERTING_SMTP_PORT"] = 99999
+    alerting.init_app(app)
+    return app
+"""
+
+
+@pytest.mark.parametrize("command", ["test", "status", "check"])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            _BAD_APP,
+            "Error: flask-alerting configuration: ALERTING_MAIL_RECIPIENTS: expected e-mail "
+            "addresses like admin@example.com ('ops' is not an e-mail address), got "
+            "'admin@example.com; ops@example.com ops'",
+        ),
+        (
+            _BAD_FACTORY,
+            "Error: flask-alerting configuration: ALERTING_SMTP_PORT: expected a TCP port "
+            "between 1 and 65535, got 99999",
+        ),
+    ],
+    ids=["at-import", "in-the-factory"],
+)
+def test_a_configuration_error_is_one_line_and_exit_status_2(
+    tmp_path: Path, command: str, source: str, message: str
+) -> None:
+    (tmp_path / "shop.py").write_text(source)
+    result = _flask(["--app", "shop", "alerting", command], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == message + "\n"
 
 
 def test_status_and_test_of_the_example_app_through_the_flask_command(

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from flask_alerting import ConfigurationError, ConfigVars, FlaskAlerting, MemoryNotifier
-from flask_alerting.config import DEFAULT_ERROR_RESPONSE, KEYS, Config, load_config, option_name
+from flask_alerting.config import KEYS, Config, load_config, option_name
 
 SMTP = {
     "ALERTING_SMTP_HOST": "mail.example.com",
@@ -47,7 +47,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert config.queue_size == 1000
     assert config.retry_seconds == 3600.0
     assert config.shutdown_timeout == 5.0
-    assert config.error_response == DEFAULT_ERROR_RESPONSE
+    assert config.error_response is None  # Flask's own 500 response (0.1: a notice)
 
 
 def test_metrics_sampler_is_off_by_default_for_testing_apps() -> None:
@@ -340,3 +340,129 @@ def test_nul_in_addresses_is_a_configuration_error(key: str, value: str) -> None
     with pytest.raises(ConfigurationError) as info:
         load_config(config, {}, app_name="x", testing=False)
     assert info.value.key == key
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a@example.com; b@example.com", ("a@example.com", "b@example.com")),
+        ("a@example.com b@example.com", ("a@example.com", "b@example.com")),
+        ("a@example.com,\tb@example.com", ("a@example.com", "b@example.com")),
+        (" a@example.com ;; b@example.com, ", ("a@example.com", "b@example.com")),
+        (["a@example.com; b@example.com", "c@example.com"], ("a@example.com", "b@example.com",
+                                                             "c@example.com")),
+        ("Ops Team <ops@example.com>, b@example.com", ("Ops Team <ops@example.com>",
+                                                       "b@example.com")),
+        ('"Ops, Team" <ops@example.com>', ('"Ops, Team" <ops@example.com>',)),
+    ],
+)  # fmt: skip
+def test_recipients_split_on_commas_semicolons_and_blanks(
+    value: Any, expected: tuple[str, ...]
+) -> None:
+    # 0.1 kept "a@x; b@y" as one address (and sent to a@x only), and let "a@x b@y"
+    # through to fail at every send with 501.
+    assert load({**SMTP, "ALERTING_MAIL_RECIPIENTS": value}).mail_recipients == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "bad"),
+    [
+        ("admin@example.com, nobody", "'nobody'"),
+        ("admin@example.com ops", "'ops'"),
+        ("Ops Team ops@example.com", "'Ops'"),
+        ("admin@@example.com", "'admin@@example.com'"),
+        ("admin@example.com>", "'admin@example.com>'"),
+        ("<admin@example.com> trailing", "'<admin@example.com> trailing'"),
+        ("admin@.example.com", "'admin@.example.com'"),
+        (["admin@example.com", "a b"], "'a'"),
+    ],
+)
+def test_a_bad_recipient_is_named_in_the_configuration_error(value: Any, bad: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load({**SMTP, "ALERTING_MAIL_RECIPIENTS": value})
+    assert info.value.key == "ALERTING_MAIL_RECIPIENTS"
+    assert f"({bad} is not an e-mail address)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("alerts@example.com", "alerts@example.com"),
+        ("Shop alerts <alerts@example.com>", "Shop alerts <alerts@example.com>"),
+        (" alerts@example.com ", "alerts@example.com"),
+    ],
+)
+def test_sender_is_one_address(value: str, expected: str) -> None:
+    assert load({**SMTP, "ALERTING_MAIL_SENDER": value}).mail_sender == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["alerts", "alerts@example.com, ops@example.com", "a@example.com b@example.com", ""]
+)
+def test_a_bad_sender_is_a_configuration_error(value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load({**SMTP, "ALERTING_MAIL_SENDER": value})
+    assert info.value.key == "ALERTING_MAIL_SENDER"
+
+
+def test_smtp_notifier_splits_and_checks_addresses_too() -> None:
+    from flask_alerting import SMTPNotifier
+
+    notifier = SMTPNotifier(
+        "mail.example.com", sender="alerts@example.com", recipients="a@example.com; b@example.com"
+    )
+    assert notifier.recipients == ("a@example.com", "b@example.com")
+    with pytest.raises(ValueError, match="'b' is not an e-mail address"):
+        SMTPNotifier("mail.example.com", sender="alerts@example.com", recipients="a@example.com b")
+
+
+# -- unknown keys --------------------------------------------------------------------------------
+
+
+def test_an_unknown_key_logs_one_warning_naming_the_closest_known_key(
+    app: Flask, caplog: pytest.LogCaptureFixture, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    app.config.update(ALERTING_SMTP_HOTS="smtp.example.com", ALERTING_THROTLE_SECONDS=60)
+    with caplog.at_level("WARNING", logger="flask_alerting"):
+        make_alerting(app, notifiers=[MemoryNotifier()])
+    warnings = [
+        r.getMessage() for r in caplog.records if "unknown configuration key" in r.getMessage()
+    ]
+    assert warnings == [
+        "flask-alerting: unknown configuration key ALERTING_SMTP_HOTS in app.config of app "
+        "'testapp' is ignored; did you mean ALERTING_SMTP_HOST?",
+        "flask-alerting: unknown configuration key ALERTING_THROTLE_SECONDS in app.config of "
+        "app 'testapp' is ignored; did you mean ALERTING_THROTTLE_SECONDS?",
+    ]
+    assert all(r.name == "flask_alerting" for r in caplog.records)
+
+
+def test_unknown_keys_come_from_config_vars_so_new_keys_are_known(
+    app: Flask,
+    caplog: pytest.LogCaptureFixture,
+    make_alerting: Callable[..., FlaskAlerting],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A key added by another feature is a ConfigVars name: nothing else to update.
+    monkeypatch.setattr(ConfigVars, "WEBHOOK_URL", "ALERTING_WEBHOOK_URL", raising=False)
+    app.config.update(
+        ALERTING_WEBHOOK_URL="https://hooks.example.com/x",
+        ALERTING_XYZZY=1,
+        ALERTING_THROTTLE_SECONDS=60,
+        ALERTING_SCRUB_FIELDS="ssn",
+    )
+    with caplog.at_level("WARNING", logger="flask_alerting"):
+        make_alerting(app, notifiers=[MemoryNotifier()])
+    unknown = [r.getMessage() for r in caplog.records if "unknown configuration" in r.getMessage()]
+    assert unknown == [
+        "flask-alerting: unknown configuration key ALERTING_XYZZY in app.config of app "
+        "'testapp' is ignored"
+    ]
+
+
+def test_an_unknown_constructor_option_names_the_closest_one() -> None:
+    with pytest.raises(TypeError, match=r"throtle_seconds \(did you mean throttle_seconds\?\)"):
+        FlaskAlerting(throtle_seconds=60)

@@ -40,3 +40,37 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert len(commands) == 1
     # .ci/run extracts that very line from README.rst and runs it.
     assert "README.rst" in ci and 'bash -c "$test_cmd"' in ci
+
+
+def test_the_cli_page_shows_the_version_the_package_prints() -> None:
+    from importlib.metadata import version
+
+    from flask_alerting.cli import _version
+
+    text = (ROOT / "docs" / "cli.rst").read_text(encoding="utf-8")
+    shown = re.findall(r"^ +flask-alerting (\S+) for app ", text, re.MULTILINE)
+    assert shown == [version("flask-alerting")] == [_version()]
+
+
+#: Where users read text: the docs, the README and CHANGES, the examples and the demo's
+#: output, and flask-alerting's own modules (docstrings, messages).
+USER_FACING = [
+    *sorted((ROOT / "docs").glob("*.rst")),
+    ROOT / "README.rst",
+    ROOT / "CHANGES",
+    *sorted((ROOT / "examples").rglob("*.py")),
+    *sorted((ROOT / "examples").rglob("*.rst")),
+    *sorted((ROOT / "flask_alerting").rglob("*.py")),
+]
+
+
+def test_no_project_jargon_in_user_facing_text() -> None:
+    # "The seed" is what the project's design document is called internally; readers
+    # know nothing of it.
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in USER_FACING
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\bseed", line, re.IGNORECASE)
+    ]
+    assert found == []

@@ -25,7 +25,6 @@ from flask_alerting import (
     alert_sent,
     alert_suppressed,
 )
-from flask_alerting.config import DEFAULT_ERROR_RESPONSE
 from tests.conftest import FakeClock
 
 Make = Callable[..., FlaskAlerting]
@@ -284,23 +283,32 @@ def test_disabled_sends_nothing(app: Flask, memory: MemoryNotifier, make_alertin
     assert raised.calls == [] and memory.alerts == []
 
 
-def test_browser_gets_the_configured_text(alerting: FlaskAlerting, app: Flask) -> None:
+#: An ALERTING_ERROR_RESPONSE (None by default: Flask's own 500 response).
+NOTICE = "An error occurred. The administrators have been notified."
+
+
+def test_browser_gets_the_configured_text(
+    app: Flask, memory: MemoryNotifier, make_alerting: Make
+) -> None:
+    make_alerting(app, notifiers=[memory], error_response=NOTICE)
     response = app.test_client().get("/boom", headers={"Accept": "text/html,*/*;q=0.8"})
     assert response.status_code == 500
-    assert response.get_data(as_text=True) == DEFAULT_ERROR_RESPONSE
+    assert response.get_data(as_text=True) == NOTICE
     assert response.mimetype == "text/plain"
 
 
 def test_json_clients_get_a_json_error(
-    alerting: FlaskAlerting, app: Flask, memory: MemoryNotifier
+    app: Flask, memory: MemoryNotifier, make_alerting: Make
 ) -> None:
+    app.config["ALERTING_ERROR_RESPONSE"] = NOTICE
+    alerting = make_alerting(app, notifiers=[memory])
     client = app.test_client()
     by_accept = client.get("/boom", headers={"Accept": "application/json"})
     by_body = client.post("/boom", json={"x": 1})
     for response in (by_accept, by_body):
         assert response.status_code == 500
         assert response.is_json
-        assert response.get_json() == {"error": DEFAULT_ERROR_RESPONSE}
+        assert response.get_json() == {"error": NOTICE}
     assert alerting.flush(timeout=10.0)
     assert memory.alerts and memory.alerts[0].kind == "error"
 
@@ -337,7 +345,7 @@ def test_the_apps_own_500_handler_is_kept(
 
     if registered == "before":
         app.register_error_handler(handled, own_page)
-    alerting = make_alerting(app, notifiers=[memory])
+    alerting = make_alerting(app, notifiers=[memory], error_response=NOTICE)
     if registered == "after":
         app.register_error_handler(handled, own_page)
     client = app.test_client()
@@ -365,10 +373,10 @@ def test_blueprint_500_handler_is_kept(
         return "shop error page", e.code or 500
 
     app.register_blueprint(bp, url_prefix="/shop")
-    alerting = make_alerting(app, notifiers=[memory])
+    alerting = make_alerting(app, notifiers=[memory], error_response=NOTICE)
     client = app.test_client()
     assert client.get("/shop/buy").get_data(as_text=True) == "shop error page"
-    assert client.get("/boom").get_data(as_text=True) == DEFAULT_ERROR_RESPONSE
+    assert client.get("/boom").get_data(as_text=True) == NOTICE
     assert alerting.flush(timeout=10.0)
     assert len(memory.alerts) == 2
 
@@ -490,7 +498,7 @@ def raise_every_kind(alerting: FlaskAlerting, app: Flask) -> None:
     assert alerting.flush(timeout=10.0)
 
 
-def test_log_file_gets_every_alert_in_the_seed_format(
+def test_log_file_gets_every_alert_in_its_format(
     app: Flask, memory: MemoryNotifier, make_alerting: Make, tmp_path: Path
 ) -> None:
     path = tmp_path / "error.log"
@@ -504,7 +512,7 @@ def test_log_file_gets_every_alert_in_the_seed_format(
         ("INFO", "Disk nearly full: 91% used"),
         (
             "WARNING",
-            "prediction_from_model took 3.5 seconds to execute, exceeding the 2-second threshold.",
+            "prediction_from_model took 3.50 s (threshold 2.00 s)",
         ),
         ("CRITICAL", "CPU usage has exceeded the threshold: Current Value: 93.5, Threshold: 80.0"),
     ]
@@ -536,7 +544,7 @@ def test_without_log_file_alerts_reach_the_alerts_logger(
         ("INFO", "Disk nearly full: 91% used"),
         (
             "WARNING",
-            "prediction_from_model took 3.5 seconds to execute, exceeding the 2-second threshold.",
+            "prediction_from_model took 3.50 s (threshold 2.00 s)",
         ),
         ("CRITICAL", "CPU usage has exceeded the threshold: Current Value: 93.5, Threshold: 80.0"),
     ]

@@ -840,7 +840,17 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: P
         event.wait(0.05)
 
 
-def test_only_the_reloader_child_samples(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "how",
+    [
+        "app.run(use_reloader=True)",
+        "FLASK_DEBUG=1 app.run()",  # the reloader chosen by Flask, from the environment
+        "flask run --debug",
+    ],
+)
+def test_only_the_reloader_child_samples(tmp_path: Path, how: str) -> None:
+    # The sampler recognises the reloader's parent by itself, however the reloader was
+    # asked for; nothing wraps app.run.
     log = tmp_path / "alerting.log"
     port = free_port()
     env = {
@@ -851,11 +861,19 @@ def test_only_the_reloader_child_samples(tmp_path: Path) -> None:
         "FA_PORT": str(port),
         "PYTHONPATH": str(ROOT),
     }
-    env.pop("WERKZEUG_RUN_MAIN", None)
-    env.pop("WERKZEUG_SERVER_FD", None)
+    for name in ("WERKZEUG_RUN_MAIN", "WERKZEUG_SERVER_FD", "FLASK_DEBUG", "FLASK_RUN_FROM_CLI"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "tests.metrics_app"]
+    if how == "FLASK_DEBUG=1 app.run()":
+        env.update(FLASK_DEBUG="1", FA_RELOADER="from-flask-debug")
+    elif how == "flask run --debug":
+        command = [
+            sys.executable, "-m", "flask", "--app", "tests.metrics_app",
+            "run", "--debug", "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
     output = open(tmp_path / "server.out", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.metrics_app"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=output,
@@ -891,44 +909,3 @@ def test_only_the_reloader_child_samples(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         output.close()
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "env", "retires"),
-    [
-        ({"use_reloader": True}, {}, True),
-        ({"debug": True}, {}, True),
-        ({}, {}, False),
-        ({"debug": True, "use_reloader": False}, {}, False),
-        ({"use_reloader": True}, {"WERKZEUG_RUN_MAIN": "true"}, False),  # the serving child
-        ({"use_reloader": True}, {"FLASK_RUN_FROM_CLI": "true"}, False),  # app.run is a no-op
-    ],
-)
-def test_app_run_with_the_reloader_retires_the_sampler_before_serving(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    kwargs: dict[str, Any],
-    env: dict[str, str],
-    retires: bool,
-) -> None:
-    for name in ("WERKZEUG_RUN_MAIN", "FLASK_RUN_FROM_CLI"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    app = Flask("reloader-parent")
-    app.config.update(
-        ALERTING_METRICS_ENABLED=True,
-        ALERTING_METRICS_INTERVAL=3600,
-        ALERTING_METRICS_LOCK_FILE=str(tmp_path / "m.lock"),
-    )
-    served: list[dict[str, Any]] = []
-    # Stands in for the development server that Flask.run would start.
-    app.run = lambda *a, **kw: served.append(kw)  # type: ignore[method-assign]
-    alerting = FlaskAlerting(app, notifiers=[MemoryNotifier()])
-    try:
-        sampler = app.extensions["alerting"].sampler
-        app.run(**kwargs)
-        assert served == [kwargs]
-        assert sampler.retired is retires
-    finally:
-        alerting.shutdown(2.0)

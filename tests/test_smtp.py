@@ -550,7 +550,7 @@ def test_error_email_keeps_the_seed_wording(
     assert "An error occurred in your Flask application:" in html
 
 
-def test_metric_and_timing_emails_keep_the_seed_wording(smtp_server: SMTPServer) -> None:
+def test_metric_and_timing_emails_read_well(smtp_server: SMTPServer) -> None:
     labels = {"app": "testapp", "host": "web-1"}
     metric = make_alert(
         kind="metric",
@@ -577,7 +577,7 @@ def test_metric_and_timing_emails_keep_the_seed_wording(smtp_server: SMTPServer)
         "The CPU Usage has exceeded the threshold:\n\nCurrent Value: 93.1\nThreshold: 80.0\n"
     )
     assert parts(timing_mail)[0].startswith(
-        "prediction_from_model took 2.41 seconds to execute, exceeding the 2-second threshold."
+        "prediction_from_model took 2.41 s (threshold 2.00 s)."
     )
 
 

@@ -413,7 +413,7 @@ def test_signal_receivers(
 # -- docs/migrating.rst ------------------------------------------------------------------------
 
 
-def test_seed_settings(
+def test_recipe_settings(
     load: Loader,
     smtp_server: SMTPServer,
     make_alerting: Callable[..., FlaskAlerting],
@@ -422,7 +422,7 @@ def test_seed_settings(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # error.log is relative, as in the seed
     monkeypatch.setenv("EMAIL_PASSWORD", PASSWORD)
-    settings = load("migrated_config").SEED_SETTINGS
+    settings = load("migrated_config").RECIPE_SETTINGS
     seed = Flask("seedapp")
     seed.config.update(settings, ALERTING_METRICS_ENABLED=False)
     make_alerting(seed)
@@ -463,8 +463,8 @@ def test_seed_settings(
     assert "Traceback (most recent call last):" in log
 
 
-def test_the_seeds_code_compiles() -> None:
-    for path in sorted((SNIPPETS / "seed").glob("*.py")):
+def test_the_recipes_code_compiles() -> None:
+    for path in sorted((SNIPPETS / "recipe").glob("*.py")):
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
 
 
@@ -564,7 +564,7 @@ def test_every_snippet_is_tested_and_shown() -> None:
     snippets = {p.stem for p in SNIPPETS.glob("*.py")} - {"gunicorn.conf"}
     assert snippets - tested == set(), "snippets without a test"
     included = _included()
-    for path in [*SNIPPETS.glob("*.py"), *(SNIPPETS / "seed").glob("*.py")]:
+    for path in [*SNIPPETS.glob("*.py"), *(SNIPPETS / "recipe").glob("*.py")]:
         assert path.resolve() in included, f"{path.name} is shown by no page of docs/"
     for path in included:
         assert path.exists(), path

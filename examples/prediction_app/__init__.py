@@ -1,10 +1,10 @@
-"""The seed's prediction app, with flask-alerting instead of try/except and email_utils.
+"""A prediction app, with flask-alerting instead of hand-written try/except and e-mail code.
 
 Run it (from the repository root)::
 
     flask --app examples/prediction_app run
 
-Configured from the environment: ``EMAIL_PASSWORD`` as in the seed, and any configuration
+Configured from the environment: ``EMAIL_PASSWORD`` (the SMTP password), and any configuration
 key with the ``FLASK_`` prefix (Flask's ``from_prefixed_env``)::
 
     export FLASK_ALERTING_SMTP_HOST=smtp.example.com      # implicit TLS on 465
@@ -36,6 +36,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         PREDICTION_MODEL=str(DEFAULT_MODEL),  # path of the model file
         PREDICTION_LATENCY=0.0,  # extra seconds per prediction, to see a slow-call alert
+        # The 500 response's body (JSON clients get {"error": ...}); without it, Flask's
+        # own "Internal Server Error" page.
+        ALERTING_ERROR_RESPONSE="An error occurred. The administrators have been notified.",
     )
     # FLASK_ALERTING_SMTP_HOST=... -> app.config["ALERTING_SMTP_HOST"]; values are parsed
     # as JSON when they can be: FLASK_ALERTING_SMTP_PORT=2525 is a number.

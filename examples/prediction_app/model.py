@@ -19,7 +19,7 @@ from .extensions import alerting
 DEFAULT_MODEL = Path(__file__).with_name("model.json")
 
 #: Seconds a prediction may take before the administrators hear about it: 2 s as in the
-#: seed. Read once, at import (the decorator below needs it then); the demo lowers it
+#: design. Read once, at import (the decorator below needs it then); the demo lowers it
 #: with the environment variable ``PREDICTION_SLOW_SECONDS``.
 SLOW_PREDICTION_SECONDS = float(os.environ.get("PREDICTION_SLOW_SECONDS", "2.0"))
 

@@ -47,6 +47,7 @@ class CPUPercent:
     """
 
     display_name = "CPU Usage"
+    unit = "%"
 
     def __init__(self, cpu_percent: Callable[..., float] = psutil.cpu_percent) -> None:
         self._cpu_percent = cpu_percent
@@ -191,6 +192,7 @@ class MemoryPercent:
     """
 
     display_name = "Memory Usage"
+    unit = "%"
 
     def __init__(
         self,
@@ -228,6 +230,7 @@ class DiskPercent:
     def __init__(self, path: str, disk_usage: Callable[[str], Any] = psutil.disk_usage) -> None:
         self.path = path
         self.display_name = f"Disk Usage of {path}"
+        self.unit = "%"
         self._disk_usage = disk_usage
 
     def __call__(self) -> float:
@@ -238,6 +241,7 @@ class SwapPercent:
     """Percent of swap in use (0.0 when there is no swap)."""
 
     display_name = "Swap Usage"
+    unit = "%"
 
     def __init__(self, swap_memory: Callable[[], Any] = psutil.swap_memory) -> None:
         self._swap_memory = swap_memory
@@ -251,6 +255,7 @@ class LoadPerCore:
     """One-minute load average divided by the number of logical CPUs."""
 
     display_name = "Load Average per Core"
+    unit = ""
 
     def __init__(
         self,
@@ -279,7 +284,8 @@ class ProcessRSS:
     :param rescan: seconds between two searches for sibling processes.
     """
 
-    display_name = "Process Memory (RSS, MiB)"
+    display_name = "Process Memory (RSS)"
+    unit = "MiB"
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ Lifecycle of a rule (it breaches when ``value > threshold``)::
      ^                |                                      |  - hysteresis--> ok
      +--no breach-----+                  reminder every `repeat_seconds`   (+ "resolved")
 
-``for_ = 0`` fires on the first breaching sample (the seed's behaviour). A value that
+``for_ = 0`` fires on the first breaching sample (a plain "value > threshold" check). A value that
 oscillates around the threshold gives one firing alert and at most one resolved alert per
 breach: while firing, only a drop below ``threshold - hysteresis`` resolves it.
 
@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 from ..alert import SEVERITIES, Alert, Severity, make_fingerprint, one_line
 from ..dispatch import Clock
+from ..render import fmt_value
 
 State = Literal["ok", "pending", "firing"]
 EventKind = Literal["firing", "reminder", "resolved"]
@@ -51,6 +52,7 @@ class Rule:
     :param repeat_seconds: reminder interval while the rule keeps firing.
     :param severity: of its alerts.
     :param display_name: used in the text ("CPU Usage"); default: ``name``.
+    :param unit: of the values, shown after them (``"%"``, ``"MiB"``); default none.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Rule:
     repeat_seconds: float = 3600.0
     severity: Severity = "warning"
     display_name: str = ""
+    unit: str = ""
 
     def __post_init__(self) -> None:
         if (
@@ -95,6 +98,8 @@ class Rule:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
         if not self.display_name:
             object.__setattr__(self, "display_name", self.name)
+        if not isinstance(self.unit, str) or one_line(self.unit) != self.unit:
+            raise ValueError(f"unit of rule {self.name!r} must be one line, got {self.unit!r}")
 
     @property
     def resolve_below(self) -> float:
@@ -133,6 +138,7 @@ class RuleSpec:
     repeat_seconds: float | None = None
     severity: Severity = "warning"
     display_name: str = ""
+    unit: str = ""
 
     def __post_init__(self) -> None:
         self.build(for_=0.0, hysteresis=0.0, repeat_seconds=1.0)  # validate now
@@ -148,6 +154,7 @@ class RuleSpec:
             repeat_seconds=repeat_seconds if self.repeat_seconds is None else self.repeat_seconds,
             severity=self.severity,
             display_name=self.display_name,
+            unit=self.unit,
         )
 
 
@@ -329,8 +336,10 @@ class RuleMachine:
 
 
 def fmt_number(value: float) -> str:
-    """A value as the seed printed it (``93.1``, ``80.0``), without float noise."""
+    """A value as Python prints a float (``93.1``, ``80.0``), without float noise."""
     return repr(float(format(value, ".10g")))
+
+
 
 
 def fmt_duration(seconds: float) -> str:
@@ -374,7 +383,8 @@ def metric_alert(
     top_cpu: Sequence[Any] = (),
     top_memory: Sequence[Any] = (),
 ) -> Alert:
-    """The alert for a rule transition, in the seed's wording plus host, duration, top.
+    """The alert for a rule transition: value and threshold with their unit, host,
+    duration of the breach, top processes.
 
     :param labels: ``app`` and ``host`` (the ``metric`` label is added).
     :param now: wall-clock time of the sample (aware UTC).
@@ -383,8 +393,8 @@ def metric_alert(
     """
     rule = event.rule
     name = rule.display_name
-    value = fmt_number(event.value)
-    threshold = fmt_number(rule.threshold)
+    value = fmt_value(event.value, rule.unit)
+    threshold = fmt_value(rule.threshold, rule.unit)
     host = labels.get("host", "")
     since = now - timedelta(seconds=event.breach_seconds)
     duration = fmt_duration(event.breach_seconds)
@@ -396,7 +406,7 @@ def metric_alert(
             f"The {name} is back under the threshold:",
             "",
             f"Current Value: {value}",
-            f"Threshold: {threshold} (resolves below {fmt_number(rule.resolve_below)})",
+            f"Threshold: {threshold} (resolves below {fmt_value(rule.resolve_below, rule.unit)})",
             "",
             f"Host: {host}",
             f"The breach lasted {duration} (since {since:%Y-%m-%d %H:%M:%S} UTC).",
@@ -441,6 +451,7 @@ def metric_alert(
         timestamp=now,
         details={
             "display_name": name,
+            "unit": rule.unit,
             "breach_seconds": round(event.breach_seconds, 1),
         },
     )

@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -43,6 +42,7 @@ from typing import Any, NamedTuple
 # Imported for its exit hook: atexit runs hooks last-registered-first, so registering ours
 # after the delivery pipeline's stops the samplers before the pipelines flush and close.
 from .. import _worker  # noqa: F401
+from .._flask import in_reloader_parent
 from ..alert import Alert, utcnow
 from ..config import ConfigurationError, ConfigVars
 from ..dispatch import Clock
@@ -107,26 +107,6 @@ def default_lock_path(app_name: str) -> str:
     return os.path.join(runtime, f"flask-alerting-{uid}-{slug}-{digest.hexdigest()[:8]}.lock")
 
 
-def in_reloader_parent() -> bool:
-    """True in the Werkzeug reloader's watching parent, which never serves requests.
-
-    Its main thread sits in ``werkzeug._reloader.restart_with_reloader`` (the serving child
-    has ``WERKZEUG_RUN_MAIN=true``). Looking at our own main thread's stack is exact and
-    costs microseconds.
-    """
-    # run_simple sets WERKZEUG_SERVER_FD before it starts the reloader: without it
-    # (gunicorn, uwsgi, ...) this is not Werkzeug's reloader at all.
-    if os.environ.get("WERKZEUG_RUN_MAIN") == "true" or "WERKZEUG_SERVER_FD" not in os.environ:
-        return False
-    frame = sys._current_frames().get(threading.main_thread().ident or -1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "restart_with_reloader" and "werkzeug" in code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
-
-
 def _boot_time() -> float | None:
     try:
         import psutil
@@ -163,6 +143,7 @@ def default_rules(config: Any) -> list[Rule]:
                 threshold=threshold,
                 hysteresis=hysteresis,
                 display_name=probe.display_name,
+                unit=getattr(probe, "unit", ""),
                 **common,
             )
         )
@@ -394,6 +375,17 @@ class Sampler:
         with self._lock:
             self._release()
 
+    def close_soon(self) -> None:
+        """Like :meth:`stop`, without waiting: the thread ends at once (or after the
+        sample it is taking) and gives the lock back itself. For when the app was freed:
+        that may happen on any thread, which must not be held up."""
+        with self._lock:
+            self.closed = True
+            self._stop.set()
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                self._release()
+
     def retire_for_reloader(self) -> None:
         """This process is the Werkzeug reloader's parent: never sample here (the serving
         child does). Releases the lock if this process held it; the thread ends."""
@@ -421,6 +413,9 @@ class Sampler:
                 logger.exception("flask-alerting: internal error in the metrics sampler")
             if self.retired:
                 return
+        if self.closed:  # close_soon() left the lock to this thread
+            with self._lock:
+                self._release()
 
     def _prime_all(self) -> None:
         """Prime every probe that has a ``prime()`` (on the calling thread)."""

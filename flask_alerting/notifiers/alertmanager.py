@@ -22,7 +22,7 @@ from typing import Any
 
 from .._urls import MASK, is_http_url, mask_secrets, mask_url
 from ..alert import Alert, utcnow
-from ..render import seed_message
+from ..render import default_message
 from ._http import post_json
 from .base import Notifier
 from .webhook import bounded
@@ -173,7 +173,7 @@ class AlertmanagerNotifier(Notifier):
         annotations = {
             "summary": alert.title,
             "description": bounded(
-                alert.message or seed_message(alert) or alert.title, MAX_DESCRIPTION
+                alert.message or default_message(alert) or alert.title, MAX_DESCRIPTION
             ),
             "fingerprint": alert.fingerprint,
         }

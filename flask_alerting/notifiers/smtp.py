@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from ..alert import Alert
+from ..config import parse_addresses
 from ..render import html_body, subject, text_body
 from .base import Notifier
 
@@ -28,9 +29,10 @@ class SMTPNotifier(Notifier):
     :param port: default 465 for ``"ssl"``, 587 for ``"starttls"``, 25 for ``"none"``.
     :param security: ``"ssl"`` (implicit TLS), ``"starttls"`` or ``"none"``.
     :param username: log in only when set.
-    :param password: default: the ``EMAIL_PASSWORD`` environment variable (as the seed).
+    :param password: default: the ``EMAIL_PASSWORD`` environment variable.
     :param sender: the From address.
-    :param recipients: one address, or several.
+    :param recipients: one address, or several (a list, or one string separated by
+        commas, semicolons or blanks).
     :param timeout: socket timeout in seconds.
     :param ssl_context: default :func:`ssl.create_default_context`, which verifies the
         server's certificate and host name.
@@ -61,18 +63,18 @@ class SMTPNotifier(Notifier):
     ) -> None:
         if security not in DEFAULT_PORTS:
             raise ValueError(f"security must be 'ssl', 'starttls' or 'none', got {security!r}")
-        if isinstance(recipients, str):
-            recipients = recipients.split(",")
-        self.recipients = tuple(r for r in (str(p).strip() for p in recipients) if r)
+        # Checked once, here: a bad address would fail every send (and a line break in
+        # one would be a header injection).
+        try:
+            self.recipients = tuple(parse_addresses(recipients))
+            senders = parse_addresses(sender or "")
+        except ValueError as exc:
+            raise ValueError(f"invalid e-mail address: {exc}") from None
         if not self.recipients:
             raise ValueError("SMTPNotifier needs at least one recipient")
-        if not sender or not sender.strip():
-            raise ValueError("SMTPNotifier needs a sender address")
-        for address in (sender, *self.recipients):
-            # A line break in an address would be a header injection (and EmailMessage
-            # would refuse it on every send): refuse it once, here.
-            if any(ch in address for ch in "\r\n\0"):
-                raise ValueError(f"invalid e-mail address {address!r}")
+        if len(senders) != 1:
+            raise ValueError("SMTPNotifier needs one sender address")
+        sender = senders[0]
         self.host = host
         self.port = port if port is not None else DEFAULT_PORTS[security]
         self.security = security
@@ -198,6 +200,11 @@ class SMTPNotifier(Notifier):
         for secret in secrets:
             text = text.replace(secret, "***")
         return text
+
+    @property
+    def has_password(self) -> bool:
+        """Whether a password is set (given, or from ``EMAIL_PASSWORD``)."""
+        return bool(self._password)
 
     def describe(self) -> str:
         who = f"{self.username}@" if self.username else ""

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._urls import MASK, is_http_url, mask_secrets, mask_url
 from ..alert import Alert
-from ..render import seed_message, subject, text_body
+from ..render import default_message, subject, text_body
 from ._http import post_json
 from .base import Notifier
 
@@ -53,7 +53,7 @@ def alert_json(alert: Alert, max_length: int = MAX_MESSAGE_LENGTH) -> dict[str, 
     """
     return {
         "title": alert.title,
-        "message": bounded(alert.message or seed_message(alert) or alert.title, max_length),
+        "message": bounded(alert.message or default_message(alert) or alert.title, max_length),
         "severity": alert.severity,
         "kind": alert.kind,
         "status": alert.status,

@@ -1,4 +1,4 @@
-"""The seed's e-mail helpers, before flask-alerting (the "before" of docs/migrating.rst)."""
+"""The recipe's e-mail helpers, before flask-alerting (the "before" of docs/migrating.rst)."""
 
 import os
 import smtplib

@@ -1,4 +1,4 @@
-"""The seed's application, before flask-alerting (the "before" of docs/migrating.rst).
+"""A hand-written try/except recipe, before flask-alerting (the "before" of docs/migrating.rst).
 
 The code of the design document, made complete enough to compile: every route wraps its
 body in try/except, logs the traceback and e-mails it (email_utils.py); the prediction is
