@@ -14,6 +14,7 @@ import os
 import select
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -312,8 +313,6 @@ def test_a_fifo_at_the_lock_path_does_not_hang_status(tmp_path: Path) -> None:
         "FlaskAlerting(app, notifiers=[MemoryNotifier()])\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    import subprocess
-
     try:
         result = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "fifoapp", "alerting", "status"],

@@ -627,10 +627,11 @@ class Sampler:
             return
         self._warned_lock = True
         logger.error(
-            "flask-alerting: refusing the metrics lock file: %s; it could be another "
+            "flask-alerting: refusing the metrics lock file %s: %s; it could be another "
             "user's, so it is neither locked, read nor written, and each process of app %r "
             "samples on its own (remove it, or set ALERTING_METRICS_LOCK_FILE to a path in "
             "a directory only this user can write)",
+            self.lock_path,
             exc.strerror or exc,
             self.name,
         )

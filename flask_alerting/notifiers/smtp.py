@@ -134,41 +134,23 @@ class SMTPNotifier(Notifier):
         client._host = self.host  # what SMTP(host) sets
         client.deadline = time.monotonic() + self.timeout
         client.final_timeout = self.timeout * FINAL_REPLY_FACTOR
-        try:
+        with self._closed_on_error(client):
             client.connect(self.host, self.port)
             if self.security == "starttls":
                 client.ehlo()
                 client.starttls(context=self._context())
                 client.ehlo()
-        except Exception as exc:
-            client.close()
-            timed_out = self._timed_out(client)
-            if timed_out is None:
-                raise
-            raise timed_out from exc
-        except BaseException:
-            client.close()
-            raise
         return client
 
     def send(self, alert: Alert) -> None:
         message = self.build_message(alert)
         client = self._connect()
-        try:
+        with self._closed_on_error(client):
             if self.username is not None:
                 client.login(self.username, self._password or "")
             refused = client.send_message(
                 message, from_addr=self.sender, to_addrs=list(self.recipients)
             )
-        except Exception as exc:
-            client.close()
-            timed_out = self._timed_out(client)
-            if timed_out is None:
-                raise
-            raise timed_out from exc
-        except BaseException:
-            client.close()
-            raise
         # The server has accepted the message: from here on nothing may raise, or the
         # worker would send it again (a failed QUIT is not a failed delivery).
         client.deadline = time.monotonic() + self.timeout
@@ -183,6 +165,21 @@ class SMTPNotifier(Notifier):
                 self._mask(_describe_refused(refused)),
             )
 
+    @contextlib.contextmanager
+    def _closed_on_error(self, client: _DeadlineSMTP) -> Iterator[None]:
+        """Close ``client`` on any error; report running out of time as a TimeoutError."""
+        try:
+            yield
+        except Exception as exc:
+            client.close()
+            timed_out = self._timed_out(client)
+            if timed_out is None:
+                raise
+            raise timed_out from exc
+        except BaseException:
+            client.close()
+            raise
+
     def _timed_out(self, client: _DeadlineSMTP) -> TimeoutError | None:
         """The error to report when ``client`` failed because its time was up."""
         if not client.expired:
@@ -192,7 +189,7 @@ class SMTPNotifier(Notifier):
             return TimeoutError(
                 f"timed out: {where} did not answer the end of the message within "
                 f"{client.final_timeout:g} s ({FINAL_REPLY_FACTOR} x the timeout); it may "
-                "have been delivered, and will be sent again"
+                "have been delivered (sending it again can duplicate it)"
             )
         return TimeoutError(
             f"timed out: the SMTP exchange with {where} did not finish within "
