@@ -31,6 +31,7 @@ from .capture import (
     current_exception,
     error_alert_builder,
     error_fingerprint,
+    exception_name,
     is_captured,
     mark_captured,
     request_context,
@@ -88,16 +89,21 @@ class _State:
 
     def counts_only(self, fingerprint: str) -> bool:
         """Whether an already-logged occurrence of ``fingerprint`` would only be counted
-        into a digest, so its source may skip capturing details.
+        (into a digest, or into a flood summary), so its source may skip capturing details.
 
         Read on the source's thread without a lock: a membership test on the throttle's
-        dict is atomic, and a window that closes meanwhile is handled by the dispatcher
-        (see :meth:`~flask_alerting.dispatch.Dispatcher.dispatch_pending`).
+        dict and a look at one float of the flood guard are atomic, and a window that
+        closes meanwhile is handled by the dispatcher (see
+        :meth:`~flask_alerting.dispatch.Dispatcher.dispatch_pending`).
         """
         if "submit" in self.__dict__:  # testing.record_alerts records every occurrence
             return False
         dispatcher = self.pipeline.dispatcher
-        return dispatcher.throttle.suppresses(fingerprint) and dispatcher.counts_only()
+        guard = dispatcher.guard
+        return (
+            dispatcher.throttle.suppresses(fingerprint)
+            or (guard is not None and guard.folding())
+        ) and dispatcher.counts_only()
 
 
 def _build_smtp(config: Config, ssl_context: Any = None) -> SMTPNotifier:
@@ -263,6 +269,8 @@ class FlaskAlerting:
             wants_logged=lambda: bool(logged_handlers()),
             clock=self._clock,
             shutdown_timeout=config.shutdown_timeout,
+            rate_limit=config.rate_limit,
+            labels=labels,
         )
         state = _State(
             extension=self,
@@ -443,8 +451,10 @@ class FlaskAlerting:
             endpoint = request.endpoint if in_request else None
             fingerprint = error_fingerprint(exc, endpoint)
             if logged and state.counts_only(fingerprint):
-                # A storm: this occurrence only adds to a digest's count.
-                state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True))
+                # A storm: this occurrence only adds to a digest's (or a flood
+                # summary's) count.
+                title = exception_name(exc) + (f" in {endpoint}" if endpoint else "")
+                state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True, title=title))
                 return
             labels, snapshot = request_context(
                 state.labels, cookie_values=state.config.show_cookie_values

@@ -19,13 +19,14 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeAlias
 
 from .alert import Alert, PendingAlert
 from .dispatch import Clock, Dispatcher, Throttle
+from .flood import FloodGuard
 from .notifiers.base import Notifier
 from .signals import alert_dropped, alert_failed, alert_sent, send_safely, weak_sender
 
@@ -277,6 +278,13 @@ class NotifierWorker:
                         self._refresh()
                     else:
                         self._deliver(alert)
+            except BaseException:
+                # SystemExit or the like from a signal receiver: this thread is the
+                # notifier's only one and must live on.
+                logger.exception(
+                    "flask-alerting: internal error while delivering through %s",
+                    self.notifier.name,
+                )
             finally:
                 with self._cond:
                     self._busy = False
@@ -338,7 +346,13 @@ class NotifierWorker:
             outgoing = alert.replace(dropped=alert.dropped + told) if told else alert
             try:
                 self.notifier.send(outgoing)
-            except Exception as exc:
+            except BaseException as exc:
+                # A notifier raising SystemExit (a library calling sys.exit()) must not end
+                # this thread nor lose the alert silently: it is a failure like any other.
+                # Only a KeyboardInterrupt on the main thread (delivering inline at exit)
+                # is the user's; on our own threads it can only come from the notifier.
+                if isinstance(exc, KeyboardInterrupt) and _on_main_thread():
+                    raise
                 attempt += 1
                 now = self.clock()
                 if first_failure is None:
@@ -411,6 +425,10 @@ _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 MAX_DROPS_SIGNALLED = 100
 
 
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _start_thread(thread: threading.Thread) -> bool:
     """Start ``thread``; False (logged) when Python refuses, as it does at exit (3.12)."""
     try:
@@ -452,6 +470,9 @@ class Pipeline:
     :param wants_logged: whether ``log_logged`` would write anything now.
     :param clock: monotonic seconds.
     :param shutdown_timeout: what the exit hook spends flushing.
+    :param rate_limit: alerts a minute that leave one by one (the flood guard, before
+        every notifier's queue); None or 0: no limit.
+    :param labels: ``app`` and ``host`` labels, for the flood summaries.
     """
 
     def __init__(
@@ -468,9 +489,13 @@ class Pipeline:
         wants_logged: Callable[[], bool] | None = None,
         clock: Clock = time.monotonic,
         shutdown_timeout: float = 5.0,
+        rate_limit: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.sender = weak_sender(sender)
         self.name = name
+        self.rate_limit = rate_limit
+        self.labels = dict(labels or {})
         self.notifiers = tuple(notifiers)
         self.queue_size = queue_size
         self.throttle_seconds = throttle_seconds
@@ -514,6 +539,9 @@ class Pipeline:
             log=self.log,
             log_logged=self.log_logged,
             wants_logged=self.wants_logged,
+            guard=FloodGuard(self.rate_limit, self.clock, labels=self.labels)
+            if self.rate_limit
+            else None,
         )
 
     # -- hot path -----------------------------------------------------------------------
@@ -816,6 +844,7 @@ class Pipeline:
             "raised": self.dispatcher.raised,
             "suppressed": self.dispatcher.suppressed,
             "digests": self.dispatcher.digests,
+            "folded": self.dispatcher.folded,
             "dropped": self.drops.total + sum(w.drops.total for w in self.workers),
             "after_shutdown": self.after_close,
             "throttle_windows": self.dispatcher.throttle.pending(),

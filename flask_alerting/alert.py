@@ -160,6 +160,8 @@ class PendingAlert:
     :param logged: already logged by its source (Flask's own ``log_exception``, or the
         log record an :class:`~flask_alerting.AlertingHandler` turned into an alert), so
         the alert log does not repeat it on propagating loggers.
+    :param title: a one-line description, for a flood summary that counts the alert
+        without building it (see :class:`~flask_alerting.flood.FloodGuard`).
     """
 
     build: Callable[[], Alert] | None
@@ -167,6 +169,7 @@ class PendingAlert:
     timestamp: datetime
     value: float | None = None
     logged: bool = False
+    title: str | None = None
 
     def __call__(self) -> Alert | None:
         return self.build() if self.build is not None else None

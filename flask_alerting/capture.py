@@ -932,6 +932,9 @@ def error_alert_builder(
     if fingerprint is None:
         fingerprint = error_fingerprint(exc, endpoint)
     headline = " ".join(message[:1000].split())
+    title = f"{name}: {headline}" if headline else name
+    if endpoint:
+        title += f" in {endpoint}"
     extra = copy_details(extra) if extra else None
     log = dict(log) if log else None
     del exc
@@ -961,7 +964,7 @@ def error_alert_builder(
             traceback=tb_text,
         )
 
-    return PendingAlert(build, fingerprint, timestamp, logged=logged)
+    return PendingAlert(build, fingerprint, timestamp, logged=logged, title=clean_text(title))
 
 
 def current_exception() -> BaseException | None:

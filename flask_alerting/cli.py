@@ -219,7 +219,7 @@ def _status_lines(state: Any) -> list[str]:
         "",
         "Delivery (this process):",
         f"  raised {stats['raised']}, suppressed {stats['suppressed']}, "
-        f"digests {stats['digests']}, dropped {stats['dropped']}",
+        f"digests {stats['digests']}, folded {stats['folded']}, dropped {stats['dropped']}",
         f"  queue depth {stats['inbound']} (waiting for the dispatch thread)",
         f"  throttle windows holding a digest: {len(windows)} "
         f"(ALERTING_THROTTLE_SECONDS {_number(config.throttle_seconds)})",

@@ -20,6 +20,8 @@ from ._urls import is_http_url, mask_scheme_only, mask_url, split_urls
 
 Security = Literal["ssl", "starttls", "none"]
 
+#: Default of ALERTING_RATE_LIMIT (see :mod:`flask_alerting.flood`).
+DEFAULT_RATE_LIMIT = 20
 SMTP_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
 
 
@@ -75,6 +77,7 @@ class ConfigVars:
     RSS_THRESHOLD = "ALERTING_RSS_THRESHOLD"
     LOAD_THRESHOLD = "ALERTING_LOAD_THRESHOLD"
     THROTTLE_SECONDS = "ALERTING_THROTTLE_SECONDS"
+    RATE_LIMIT = "ALERTING_RATE_LIMIT"
     QUEUE_SIZE = "ALERTING_QUEUE_SIZE"
     RETRY_SECONDS = "ALERTING_RETRY_SECONDS"
     SHUTDOWN_TIMEOUT = "ALERTING_SHUTDOWN_TIMEOUT"
@@ -175,6 +178,17 @@ def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
         return number
 
     return parse
+
+
+def _rate_limit(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return _int_at_least(0)(key, value)
+    except ConfigurationError:
+        raise ConfigurationError(
+            key, "an integer >= 0 (alerts a minute; 0 or None: no limit)", value
+        ) from None
 
 
 def _port(key: str, value: Any) -> int | None:
@@ -443,6 +457,9 @@ KEYS: dict[str, _Key] = {
         ConfigVars.LOAD_THRESHOLD, None, _optional(_positive_amount), "1-min load per core"
     ),
     "throttle_seconds": _Key(ConfigVars.THROTTLE_SECONDS, 300.0, _non_negative, "throttle"),
+    "rate_limit": _Key(
+        ConfigVars.RATE_LIMIT, DEFAULT_RATE_LIMIT, _rate_limit, "alerts a minute per notifier"
+    ),
     "queue_size": _Key(ConfigVars.QUEUE_SIZE, 1000, _int_at_least(1), "delivery queue bound"),
     "retry_seconds": _Key(ConfigVars.RETRY_SECONDS, 3600.0, _non_negative, "retry period"),
     "shutdown_timeout": _Key(
@@ -498,6 +515,7 @@ class Config:
     rss_threshold: float | None
     load_threshold: float | None
     throttle_seconds: float
+    rate_limit: int | None
     queue_size: int
     retry_seconds: float
     shutdown_timeout: float

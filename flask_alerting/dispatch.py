@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from .alert import Alert, PendingAlert, utcnow
+from .flood import FloodGuard
 from .signals import alert_raised, alert_suppressed, send_safely
 
 Clock = Callable[[], float]
 logger = logging.getLogger("flask_alerting")
 
-#: Fingerprints tracked at once by default; past that, new fingerprints are sent
-#: straight away (never dropped) until old windows expire.
+#: Fingerprints tracked at once by default; past that, the oldest windows are closed
+#: early (their digests leave at once) to make room for new ones.
 MAX_FINGERPRINTS = 10_000
 #: Closed windows whose last alert is kept as a template (see Throttle.template).
 RECENT_TEMPLATES = 256
@@ -82,8 +83,9 @@ class Throttle:
 
     :param window: seconds; 0 disables throttling.
     :param clock: monotonic seconds.
-    :param max_fingerprints: bound on tracked fingerprints; alerts of new fingerprints
-        past the bound are sent, untracked.
+    :param max_fingerprints: bound on open windows. A new fingerprint past the bound
+        closes the oldest window early: its digest, if it counted anything, is returned
+        by :meth:`take_evicted`, so first + digests = all still holds.
     :param wall_clock: aware UTC time for digest timestamps.
     """
 
@@ -107,14 +109,18 @@ class Throttle:
         # Insertion order == end order: windows are (re)opened at the current time and
         # all have the same length, so the first entry is always the next one due.
         self._windows: dict[str, _Window] = {}
+        self._evicted: list[Alert] = []
+        #: Windows closed early because the table was full.
+        self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._windows)
 
-    def offer(self, alert: Alert) -> bool:
+    def offer(self, alert: Alert | PendingAlert) -> bool:
         """Record ``alert``; True when it should be sent now, False when counted.
 
-        Call :meth:`pop_due` first so that ended windows are closed.
+        Call :meth:`pop_due` first so that ended windows are closed, and
+        :meth:`take_evicted` after, for the digests of windows closed to make room.
         """
         if self.window == 0:
             return True
@@ -122,11 +128,34 @@ class Throttle:
         if window is not None:
             window.add(alert)
             return False
-        if len(self._windows) < self.max_fingerprints:
-            # The alert that opens a window is what a digest shows when every later
-            # occurrence was only counted.
-            self._windows[alert.fingerprint] = _Window(end=self.clock() + self.window, last=alert)
+        while len(self._windows) >= self.max_fingerprints:
+            self._evict()
+        # The alert that opens a window is what a digest shows when every later
+        # occurrence was only counted.
+        self._windows[alert.fingerprint] = _Window(end=self.clock() + self.window, last=alert)
         return True
+
+    def _evict(self) -> None:
+        """Close the oldest window now (it is the next one due)."""
+        fingerprint, window = next(iter(self._windows.items()))
+        del self._windows[fingerprint]
+        if window.count:
+            self._evicted.append(window.digest(self.wall_clock()))
+        self._remember(fingerprint, window.last)
+        self.evictions += 1
+        if self.evictions == 1:
+            logger.warning(
+                "flask-alerting: %d fingerprints are throttled at once, the most kept; "
+                "from now on the oldest window is closed early (its digest sent now) for "
+                "each new fingerprint. A flood of distinct alerts? (logged once; see "
+                "ALERTING_RATE_LIMIT)",
+                self.max_fingerprints,
+            )
+
+    def take_evicted(self) -> list[Alert]:
+        """Digests of the windows closed early by :meth:`offer` since the last call."""
+        evicted, self._evicted = self._evicted, []
+        return evicted
 
     def suppresses(self, fingerprint: str) -> bool:
         """Whether an alert of ``fingerprint`` would be counted, not sent (after
@@ -207,9 +236,12 @@ class Dispatcher:
         (not on to the root logger); None: nothing to write.
     :param wants_logged: whether ``log_logged`` would write anything now (default: whether
         there is one).
+    :param guard: the flood guard (``ALERTING_RATE_LIMIT``); None: no limit.
 
     Metric alerts bypass the throttle: their rules have their own lifecycle (firing,
     reminders, resolved). A "resolved" alert of any kind never waits behind a window.
+    Neither is ever folded by the flood guard, nor counted against its limit; first alerts
+    and digests are (so first alerts + digests + flood summaries' counts = all).
     """
 
     def __init__(
@@ -221,9 +253,11 @@ class Dispatcher:
         log: Callable[[Alert], None],
         log_logged: Callable[[Alert], None] | None = None,
         wants_logged: Callable[[], bool] | None = None,
+        guard: FloodGuard | None = None,
     ) -> None:
         self.sender = sender
         self.throttle = throttle
+        self.guard = guard
         self.deliver = deliver
         self.log = log
         self.log_logged = log_logged
@@ -232,22 +266,45 @@ class Dispatcher:
         self.suppressed = 0
         self.digests = 0
 
+    @property
+    def folded(self) -> int:
+        """Alerts (first alerts and digests) folded into flood summaries so far."""
+        return self.guard.folded if self.guard is not None else 0
+
     def dispatch(self, alert: Alert, *, logged: bool = False) -> None:
-        """Take one raised alert through signal, log and throttle.
+        """Take one raised alert through signal, log, throttle and flood guard.
 
         :param logged: its source already logged it (see :class:`PendingAlert`).
         """
         self.tick()
+        self._raised(alert, logged)
+        self._route(alert)
+
+    def _raised(self, alert: Alert, logged: bool) -> None:
         self.raised += 1
         send_safely(alert_raised, self.sender, alert=alert)
         if not logged:
             self.log(alert)
         elif self.log_logged is not None:
             self.log_logged(alert)
-        if alert.kind == "metric" or alert.status == "resolved" or self.throttle.offer(alert):
+
+    def _route(self, alert: Alert, *, admitted: bool = False) -> None:
+        """Deliver, count into a digest, or fold into a flood summary.
+
+        :param admitted: the flood guard already let it through.
+        """
+        if alert.kind == "metric" or alert.status == "resolved":
+            self.deliver(alert)
+            return
+        opens = self.throttle.offer(alert)
+        self._deliver_evicted()
+        if not opens:
+            self.suppressed += 1
+            send_safely(alert_suppressed, self.sender, alert=alert)
+        elif admitted or self.guard is None or self.guard.admit():
             self.deliver(alert)
         else:
-            self.suppressed += 1
+            self.guard.fold(alert.fingerprint, alert.title, severity=alert.severity)
             send_safely(alert_suppressed, self.sender, alert=alert)
 
     def dispatch_pending(self, item: PendingAlert) -> None:
@@ -255,26 +312,63 @@ class Dispatcher:
 
         In a storm, an occurrence that the throttle only counts, that nobody listens to
         and that needs no log line is counted without being built: suppressed duplicates
-        cost a dictionary lookup, not a formatted traceback.
+        cost a dictionary lookup, not a formatted traceback. In a flood of distinct
+        alerts, likewise, one that the flood guard folds is counted by fingerprint and
+        title, never built.
         """
         self.tick()
-        if self.throttle.suppresses(item.fingerprint) and (
-            item.build is None or (item.logged and self.counts_only())
-        ):
+        throttle = self.throttle
+        suppressed = throttle.suppresses(item.fingerprint)
+        if suppressed and (item.build is None or (item.logged and self.counts_only())):
             self.raised += 1
             self.suppressed += 1
-            self.throttle.count(item)
+            throttle.count(item)
             return
+        guard = self.guard
         if item.build is not None:
-            self.dispatch(item.build(), logged=item.logged)
+            if guard is None or suppressed or not (item.logged and self.counts_only()):
+                self.dispatch(item.build(), logged=item.logged)
+            elif guard.admit():
+                alert = item.build()
+                self._raised(alert, item.logged)
+                self._route(alert, admitted=True)
+            else:
+                # Its window opens with it unbuilt: the digest (if any) builds it then.
+                self.raised += 1
+                throttle.offer(item)
+                self._deliver_evicted()
+                guard.fold(item.fingerprint, item.title or f"alert {item.fingerprint}")
             return
-        # A count-only occurrence whose window closed after its source looked: send it as
-        # a new alert shaped like the last one of that fingerprint.
-        template = self.throttle.template(item.fingerprint)
-        if template is None:  # pragma: no cover - needs 256 windows closing in between
+        # A count-only occurrence: its window closed after its source looked, or its
+        # source saw the flood guard folding. Sent as a new alert shaped like the last one
+        # of that fingerprint when there is one and the guard lets it through; else folded.
+        template = throttle.template(item.fingerprint)
+        if template is not None and (guard is None or guard.admit()):
+            alert = template.replace(timestamp=item.timestamp)
+            self._raised(alert, item.logged)
+            self._route(alert, admitted=True)
+        elif guard is not None:
+            self.raised += 1
+            title = item.title or (template.title if template is not None else None)
+            guard.fold(item.fingerprint, title or f"alert {item.fingerprint}")
+        else:  # pragma: no cover - needs 256 windows closing in between
             logger.warning("flask-alerting: an occurrence of %s could not be shown", item)
-            return
-        self.dispatch(template.replace(timestamp=item.timestamp), logged=item.logged)
+
+    def _deliver_digest(self, digest: Alert) -> None:
+        self.digests += 1
+        if self.guard is None or self.guard.admit():
+            self.deliver(digest)
+        else:
+            self.guard.fold(
+                digest.fingerprint,
+                digest.title,
+                occurrences=digest.occurrences,
+                severity=digest.severity,
+            )
+
+    def _deliver_evicted(self) -> None:
+        for digest in self.throttle.take_evicted():
+            self._deliver_digest(digest)
 
     def counts_only(self) -> bool:
         """Whether a suppressed, already-logged occurrence needs nothing but counting:
@@ -289,14 +383,26 @@ class Dispatcher:
         )
 
     def tick(self) -> float | None:
-        """Deliver digests whose window ended; return when the next one is due."""
+        """Deliver digests (and the flood summary) that are due; return when the next one
+        is due."""
         for digest in self.throttle.pop_due():
-            self.digests += 1
-            self.deliver(digest)
-        return self.throttle.next_due()
+            self._deliver_digest(digest)
+        due = self.throttle.next_due()
+        guard = self.guard
+        if guard is not None:
+            summary = guard.pop_due()
+            if summary is not None:
+                self.deliver(summary)
+            summary_due = guard.next_due()
+            if summary_due is not None and (due is None or summary_due < due):
+                due = summary_due
+        return due
 
     def drain(self) -> None:
-        """Deliver every pending digest now (shutdown)."""
+        """Deliver every pending digest, and the flood summary, now (shutdown)."""
         for digest in self.throttle.drain():
-            self.digests += 1
-            self.deliver(digest)
+            self._deliver_digest(digest)
+        if self.guard is not None:
+            summary = self.guard.drain()
+            if summary is not None:
+                self.deliver(summary)

@@ -18,7 +18,8 @@ _signals = Namespace()
 
 #: An alert was raised by any source (``alert=``), before throttling.
 alert_raised = _signals.signal("alert-raised")
-#: An alert was counted into a digest instead of being sent now (``alert=``).
+#: An alert was counted into a digest, or folded into a flood summary, instead of being
+#: sent now (``alert=``).
 alert_suppressed = _signals.signal("alert-suppressed")
 #: A notifier delivered an alert (``notifier=``, ``alert=``).
 alert_sent = _signals.signal("alert-sent")

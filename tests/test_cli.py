@@ -359,7 +359,7 @@ def test_status_shows_rules_pipeline_and_timings(
     }
     assert rows["queue-depth"][:5] == ["queue-depth", "firing", "150", "100", "90"]
     assert rows["memory"][1] == "ok" and rows["memory"][4:6] == ["100", "%"]
-    assert "  raised 6, suppressed 4, digests 0, dropped 0" in lines
+    assert "  raised 6, suppressed 4, digests 0, folded 0, dropped 0" in lines
     assert "  throttle windows holding a digest: 1 (ALERTING_THROTTLE_SECONDS 300)" in lines
     assert "    disk         4" in lines  # fingerprint -> alerts counted for its digest
     assert ["smtp", "0", "2", "0"] in [line.split() for line in lines]

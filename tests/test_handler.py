@@ -39,8 +39,8 @@ def raised(app: Flask) -> Iterator[list[Alert]]:
 
 @pytest.fixture
 def quiet(app: Flask, make_alerting: Make, memory: MemoryNotifier) -> FlaskAlerting:
-    """An extension with the throttle off: every alert is delivered."""
-    return make_alerting(app, notifiers=[memory], throttle_seconds=0)
+    """An extension with the throttle and the flood guard off: every alert is delivered."""
+    return make_alerting(app, notifiers=[memory], throttle_seconds=0, rate_limit=0)
 
 
 @pytest.fixture

@@ -410,10 +410,18 @@ def test_default_lock_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert "my_app_1" in os.path.basename(path) and path.endswith(".lock")
     assert default_lock_path("my app/1") == path  # keyed by app name, stable
     assert default_lock_path("other") != path
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
+    # Else a directory of ours in the temp dir (made 0700 when the lock is first taken):
+    # the temp dir itself is open to every local user (tests/test_hostile.py).
     import tempfile
 
-    assert os.path.dirname(default_lock_path("x")) == tempfile.gettempdir()
+    private = os.path.join(tempfile.gettempdir(), f"flask-alerting-{os.geteuid()}")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
+    assert os.path.dirname(default_lock_path("x")) == private
+    open_to_others = tmp_path / "runtime"
+    open_to_others.mkdir(mode=0o755)
+    open_to_others.chmod(0o755)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(open_to_others))
+    assert os.path.dirname(default_lock_path("x")) == private
 
 
 # -- Werkzeug reloader ------------------------------------------------------------------------

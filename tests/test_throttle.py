@@ -178,23 +178,34 @@ def test_quiet_window_is_forgotten_and_next_alert_leaves_at_once() -> None:
     assert len(h.sent) == 2 and h.sent[1].occurrences == 1
 
 
-def test_fingerprint_cap_overflow_is_still_sent_not_dropped() -> None:
+def test_fingerprint_cap_evicts_the_oldest_window_never_drops() -> None:
+    # Until 0.2 fingerprints past the cap went out untracked, every one of them: a table
+    # filled by distinct alerts stopped throttling altogether (issue 10; see also
+    # tests/test_hostile.py). Now the oldest window makes room.
     h = Harness(60, max_fingerprints=3)
     for title in ("A", "B", "C"):
         h.raise_(title)
+    h.raise_("A")  # counted in A's window
     assert len(h.throttle) == 3
     for _ in range(3):
-        h.raise_("D")  # past the cap: untracked, so every one is sent
-    assert [a.title for a in h.sent] == ["A", "B", "C", "D", "D", "D"]
+        h.raise_("D")  # past the cap: A's window closes early, D's opens
+    # A's digest leaves at once, before D's first alert; D's repeats are counted.
+    assert [(a.title, a.occurrences) for a in h.sent] == [
+        ("A", 1),
+        ("B", 1),
+        ("C", 1),
+        ("A", 1),
+        ("D", 1),
+    ]
+    assert h.sent[3].is_digest
     assert len(h.throttle) == 3  # memory stays bounded
-    h.raise_("A")  # tracked fingerprints are still throttled
-    assert len(h.sent) == 6
+    h.raise_("A")  # evicted: a first alert again (B's window, empty, made room)
+    assert [a.title for a in h.sent[-1:]] == ["A"]
     h.advance(60)
-    assert len(h.throttle) == 1  # A's reopened window
-    h.raise_("E")
-    h.raise_("E")  # room again: E is tracked now
-    assert [a.title for a in h.sent[-2:]] == ["A", "E"]
-    assert sum(a.occurrences for a in h.sent if a.title == "A") == 2
+    h.dispatcher.drain()
+    for title in "ABCD":
+        raised = {"A": 3, "B": 1, "C": 1, "D": 3}[title]
+        assert sum(a.occurrences for a in h.sent if a.title == title) == raised
 
 
 def test_drain_emits_every_pending_digest_now() -> None:

@@ -303,7 +303,10 @@ class RuleMachine:
         return {name: getattr(self, name) for name in self._SAVED}
 
     def restore(self, data: Mapping[str, Any]) -> bool:
-        """Adopt a :meth:`snapshot` taken with the same clock; False when it is unusable."""
+        """Adopt a :meth:`snapshot` taken with the same clock; False when it is unusable.
+
+        Times later than now are taken as now.
+        """
         try:
             state = data["state"]
             if state not in ("ok", "pending", "firing"):
@@ -317,10 +320,18 @@ class RuleMachine:
         except (KeyError, TypeError, ValueError):
             return False
         now = self.clock()
-        if state != "ok" and (times["breach_started"] is None or times["breach_started"] > now):
+        if state != "ok" and (
+            times["breach_started"] is None or not times["breach_started"] <= now
+        ):
             return False
         if state == "firing" and times["last_notified"] is None:
             return False
+        # A time in the future (another clock, a forged file) would postpone reminders
+        # and "since" indefinitely: nothing happened later than now.
+        for name in ("last_notified", "changed_at", "sampled_at"):
+            value = times[name]
+            if value is not None and not value <= now:
+                times[name] = now
         self.state = state
         self.value = times["value"]
         self.breach_started = times["breach_started"]

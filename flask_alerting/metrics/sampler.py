@@ -14,12 +14,17 @@ alerting about them again, and ``flask alerting status`` in any process can show
 The reloader's parent process never samples; after ``fork()`` the child gets a fresh
 thread (the parent's thread does not exist there) and never unlocks the parent's lock.
 
-The lock file's default path may be in the shared temp dir, so it is opened with
-``O_NOFOLLOW``: a symbolic link there is refused (logged; the process then samples
-without the lock), and a configured ``ALERTING_METRICS_LOCK_FILE`` that is one is a
-:class:`~flask_alerting.ConfigurationError`. The state is one JSON document padded with
-spaces to the file's size, written with one ``pwrite`` and never truncated, so the file
-is always readable whole; readers also ignore whatever follows the document.
+Another local user must not be able to silence the alerts through that file (by locking
+it, or by writing a forged state into it), so it is opened as :mod:`flask_alerting._files`
+says: by default in a directory only this user can use (``$XDG_RUNTIME_DIR``, else
+``<temp dir>/flask-alerting-<uid>/``, created ``0700``), created ``0600``, never through
+a symbolic link, and used only when it is a regular file of ours with one link. Any other
+file is refused with an error naming it; the process then samples on its own (alerts
+still flow, possibly once per process). A configured ``ALERTING_METRICS_LOCK_FILE`` that
+is a symbolic link is a :class:`~flask_alerting.ConfigurationError`. The state is one
+JSON document padded with spaces to the file's size, written with one ``pwrite`` and
+never truncated, so the file is always readable whole; readers also ignore whatever
+follows the document.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 import weakref
@@ -42,6 +46,7 @@ from typing import Any, NamedTuple
 # Imported for its exit hook: atexit runs hooks last-registered-first, so registering ours
 # after the delivery pipeline's stops the samplers before the pipelines flush and close.
 from .. import _worker  # noqa: F401
+from .._files import UnsafeFileError, default_directory, open_private, private_directory
 from .._flask import in_reloader_parent
 from ..alert import Alert, utcnow
 from ..config import ConfigurationError, ConfigVars
@@ -82,8 +87,6 @@ TOP_N = 5
 SHARE_EVERY = 10.0
 #: Errors of one probe are logged again at most this often (seconds).
 ERROR_LOG_INTERVAL = 600.0
-#: Opening the lock file never follows a symbolic link (0 where the OS lacks the flag).
-_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 
 
 class CheckResult(NamedTuple):
@@ -97,14 +100,15 @@ class CheckResult(NamedTuple):
 
 
 def default_lock_path(app_name: str) -> str:
-    """``$XDG_RUNTIME_DIR`` (else the temp dir) ``/flask-alerting-<uid>-<app>-<hash>.lock``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if not runtime or not os.path.isdir(runtime) or not os.access(runtime, os.W_OK):
-        runtime = tempfile.gettempdir()
+    """``<dir>/flask-alerting-<uid>-<app>-<hash>.lock`` in a directory only this user can
+    use: ``$XDG_RUNTIME_DIR``, else ``<temp dir>/flask-alerting-<uid>`` (see
+    :func:`~flask_alerting._files.default_directory`; created when the lock is first
+    taken)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", app_name)[:60] or "app"
     digest = hashlib.sha1(app_name.encode("utf-8", "backslashreplace"), usedforsecurity=False)
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return os.path.join(runtime, f"flask-alerting-{uid}-{slug}-{digest.hexdigest()[:8]}.lock")
+    name = f"flask-alerting-{uid}-{slug}-{digest.hexdigest()[:8]}.lock"
+    return os.path.join(default_directory(), name)
 
 
 def _boot_time() -> float | None:
@@ -185,6 +189,7 @@ def build_sampler(
         labels=labels,
         interval=config.metrics_interval,
         lock_path=config.metrics_lock_file or default_lock_path(app_name),
+        private_dir=config.metrics_lock_file is None,
         clock=clock,
         processes=ProcessTable(),
     )
@@ -221,6 +226,8 @@ class Sampler:
     :param labels: ``app`` and ``host`` labels of the alerts.
     :param interval: seconds between samples.
     :param lock_path: the lock file electing the one sampling process; None: no election.
+    :param private_dir: the lock file's directory is ours to create (``0700``) and must
+        be closed to other users (the default path's directory).
     :param clock: monotonic seconds for the rules (shared by processes on one host).
     :param wall_clock: aware UTC time of the alerts.
     :param processes: the process table for "top processes"; None: no such lists.
@@ -236,6 +243,7 @@ class Sampler:
         labels: Mapping[str, str],
         interval: float,
         lock_path: str | None,
+        private_dir: bool = False,
         clock: Clock = time.monotonic,
         wall_clock: Callable[[], datetime] = utcnow,
         processes: ProcessTable | None = None,
@@ -249,6 +257,7 @@ class Sampler:
         self.labels = dict(labels)
         self.interval = float(interval)
         self.lock_path = lock_path
+        self.private_dir = private_dir
         self.clock = clock
         self.wall_clock = wall_clock
         self.processes = processes
@@ -548,21 +557,15 @@ class Sampler:
                 return False
             if self._fd is None:
                 try:
-                    if not _NOFOLLOW and os.path.islink(self.lock_path):
-                        raise OSError(f"{self.lock_path} is a symbolic link")
-                    self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+                    if self.private_dir:
+                        private_directory(os.path.dirname(self.lock_path))
+                    self._fd = open_private(self.lock_path)
+                except UnsafeFileError as exc:
+                    self._refuse(exc)
+                    self.leader = True
+                    return True
                 except OSError as exc:
-                    if not self._warned_lock and os.path.islink(self.lock_path):
-                        self._warned_lock = True
-                        logger.error(
-                            "flask-alerting: the metrics lock file %s is a symbolic link; "
-                            "refusing to follow it, so each process of app %r may alert "
-                            "(remove the link or set ALERTING_METRICS_LOCK_FILE to a path "
-                            "in a directory only this user can write)",
-                            self.lock_path,
-                            self.name,
-                        )
-                    elif not self._warned_lock:
+                    if not self._warned_lock:
                         self._warned_lock = True
                         logger.warning(
                             "flask-alerting: cannot open the metrics lock file %s (%s); "
@@ -612,6 +615,21 @@ class Sampler:
             else "",
         )
         return True
+
+    def _refuse(self, exc: UnsafeFileError) -> None:
+        """Say (once) that the lock file is not used, and why."""
+        if self._warned_lock:
+            return
+        self._warned_lock = True
+        logger.error(
+            "flask-alerting: refusing the metrics lock file %s: %s; it could be another "
+            "user's, so it is neither locked, read nor written, and each process of app %r "
+            "samples on its own (remove it, or set ALERTING_METRICS_LOCK_FILE to a path in "
+            "a directory only this user can write)",
+            self.lock_path,
+            exc.strerror or exc,
+            self.name,
+        )
 
     def _release(self) -> None:
         """Give the lock back (called with ``self._lock`` held)."""
@@ -677,7 +695,10 @@ class Sampler:
         """Rule name -> saved state, as the sampling process last wrote it."""
         assert self.lock_path is not None
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY | _NOFOLLOW)
+            fd = open_private(self.lock_path, os.O_RDONLY, create=False)
+        except UnsafeFileError as exc:
+            self._refuse(exc)
+            return None
         except OSError:
             return None
         try:

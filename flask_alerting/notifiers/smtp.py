@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import logging
+import math
 import os
 import smtplib
+import socket
 import ssl
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
 
 from ..alert import Alert
 from ..config import parse_addresses
@@ -18,6 +23,12 @@ from ..render import html_body, subject, text_body
 from .base import Notifier
 
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
+#: The server's reply to the end of a message may take this many times the timeout.
+#: Servers check the message (spam and virus filters) before they answer, and RFC 5321
+#: gives them ten minutes: giving up sooner would send the message again, twice.
+FINAL_REPLY_FACTOR = 6
+#: Writes are cut into pieces of this size, each bounded by the time left.
+_CHUNK = 64 * 1024
 
 logger = logging.getLogger("flask_alerting")
 
@@ -33,12 +44,17 @@ class SMTPNotifier(Notifier):
     :param sender: the From address.
     :param recipients: one address, or several (a list, or one string separated by
         commas, semicolons or blanks).
-    :param timeout: socket timeout in seconds.
+    :param timeout: seconds for the whole exchange with the server, from connecting to
+        the end of the message (not per socket operation: a server trickling its replies
+        cannot hold a send longer); then the server's reply to the message may take up
+        to :data:`FINAL_REPLY_FACTOR` times as long, and QUIT once more the timeout.
     :param ssl_context: default :func:`ssl.create_default_context`, which verifies the
         server's certificate and host name.
     :param subject_prefix: ``None`` means ``"[<alert's app label>]"``.
 
-    Connection problems, timeouts and 4xx replies are transient (retried by the worker);
+    Connection problems, timeouts (the message may then have been delivered: it is
+    sent again, a duplicate rather than a loss) and 4xx replies are transient (retried by
+    the worker);
     authentication failures, refused sender or recipients (5xx) and certificate errors are
     permanent. When only some of several recipients are refused, the message went to the
     others: that is logged, not retried (a retry would send it twice). The password never
@@ -111,36 +127,35 @@ class SMTPNotifier(Notifier):
     def _context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _DeadlineSMTP:
+        client: _DeadlineSMTP
         if self.security == "ssl":
-            return smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=self._context()
-            )
-        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        try:
+            client = _DeadlineSMTP_SSL(timeout=self.timeout, context=self._context())
+        else:
+            client = _DeadlineSMTP(timeout=self.timeout)
+        client._host = self.host  # what SMTP(host) sets
+        client.deadline = time.monotonic() + self.timeout
+        client.final_timeout = self.timeout * FINAL_REPLY_FACTOR
+        with self._closed_on_error(client):
+            client.connect(self.host, self.port)
             if self.security == "starttls":
                 client.ehlo()
                 client.starttls(context=self._context())
                 client.ehlo()
-        except BaseException:
-            client.close()
-            raise
         return client
 
     def send(self, alert: Alert) -> None:
         message = self.build_message(alert)
         client = self._connect()
-        try:
+        with self._closed_on_error(client):
             if self.username is not None:
                 client.login(self.username, self._password or "")
             refused = client.send_message(
                 message, from_addr=self.sender, to_addrs=list(self.recipients)
             )
-        except BaseException:
-            client.close()
-            raise
         # The server has accepted the message: from here on nothing may raise, or the
         # worker would send it again (a failed QUIT is not a failed delivery).
+        client.deadline = time.monotonic() + self.timeout
         with contextlib.suppress(smtplib.SMTPException, OSError):
             client.quit()
         client.close()
@@ -151,6 +166,37 @@ class SMTPNotifier(Notifier):
                 alert.title,
                 self._mask(_describe_refused(refused)),
             )
+
+    @contextlib.contextmanager
+    def _closed_on_error(self, client: _DeadlineSMTP) -> Iterator[None]:
+        """Close ``client`` on any error; report running out of time as a TimeoutError."""
+        try:
+            yield
+        except Exception as exc:
+            client.close()
+            timed_out = self._timed_out(client)
+            if timed_out is None:
+                raise
+            raise timed_out from exc
+        except BaseException:
+            client.close()
+            raise
+
+    def _timed_out(self, client: _DeadlineSMTP) -> TimeoutError | None:
+        """The error to report when ``client`` failed because its time was up."""
+        if not client.expired:
+            return None
+        where = f"{self.host}:{self.port}"
+        if client.awaiting_final_reply:
+            return TimeoutError(
+                f"timed out: {where} did not answer the end of the message within "
+                f"{client.final_timeout:g} s ({FINAL_REPLY_FACTOR} x the timeout); it may "
+                "have been delivered (sending it again can duplicate it)"
+            )
+        return TimeoutError(
+            f"timed out: the SMTP exchange with {where} did not finish within "
+            f"{self.timeout:g} s"
+        )
 
     # -- failure classification -------------------------------------------------------------
 
@@ -212,6 +258,100 @@ class SMTPNotifier(Notifier):
             f"{self.security}://{who}{self.host}:{self.port} "
             f"from {self.sender} to {', '.join(self.recipients)}"
         )
+
+
+class _DeadlineSMTP(smtplib.SMTP):
+    """:class:`smtplib.SMTP` whose whole exchange must end by :attr:`deadline`.
+
+    smtplib applies its timeout to each socket operation, so a server that trickles a
+    reply (one ``250-`` line a second, or one byte) holds it forever. Here connecting,
+    every read and every write get only the time left until :attr:`deadline` (monotonic
+    seconds); the reply to the end of the message gets :attr:`final_timeout` of its own.
+    What smtplib does with the socket in between is unchanged (``self.file`` is the only
+    attribute replaced: by a reader over the same socket that checks the time left).
+    """
+
+    deadline = math.inf
+    final_timeout = math.inf
+    _host = ""  # smtplib's: the server name TLS checks the certificate against
+    #: Set while waiting for the reply to the end of the message.
+    awaiting_final_reply = False
+    #: Set when an operation failed because the time was up.
+    expired = False
+    _data_replies: int | None = None
+
+    def remaining(self) -> float:
+        """Seconds left; TimeoutError when none."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("timed out")
+        return left
+
+    @contextlib.contextmanager
+    def bounded(self) -> Iterator[None]:
+        """Note a socket timeout (set to the time left) as the time being up."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+                self.expired = True
+            raise
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # Implicit TLS wraps the socket (and shakes hands) with this timeout too: the
+        # ssl module counts it for the whole handshake.
+        with self.bounded():
+            return super()._get_socket(host, port, self.remaining())  # type: ignore[misc, no-any-return]
+
+    def send(self, s: Any) -> None:
+        data = s.encode(self.command_encoding) if isinstance(s, str) else bytes(s)
+        for start in range(0, max(len(data), 1), _CHUNK):
+            # sendall() counts its timeout for all it sends (plain sockets), or per
+            # write (TLS): pieces keep both within the time left.
+            with self.bounded():
+                if self.sock is not None:
+                    self.sock.settimeout(self.remaining())
+                super().send(data[start : start + _CHUNK])
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self._data_replies is not None:
+            self._data_replies += 1
+            if self._data_replies == 2:  # DATA's 354, then the reply to the message
+                self.deadline = time.monotonic() + self.final_timeout
+                self.awaiting_final_reply = True
+        if self.file is None and self.sock is not None:
+            self.file = io.BufferedReader(_DeadlineReader(self))
+        return super().getreply()
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self._data_replies = 0
+        try:
+            return super().data(msg)
+        finally:
+            self._data_replies = None
+
+
+class _DeadlineSMTP_SSL(_DeadlineSMTP, smtplib.SMTP_SSL):  # noqa: N801 - as smtplib's
+    """:class:`_DeadlineSMTP` over implicit TLS."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads ``client.sock`` (which STARTTLS replaces) within the client's time left."""
+
+    def __init__(self, client: _DeadlineSMTP) -> None:
+        self.client = client
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        sock = self.client.sock
+        if sock is None:
+            raise OSError("not connected")
+        with self.client.bounded():
+            sock.settimeout(self.client.remaining())
+            return sock.recv_into(buffer)
 
 
 def _describe_refused(refused: dict[str, tuple[int, bytes]]) -> str:
