@@ -3,7 +3,7 @@ sent, and Prometheus Alertmanager and redis-server run from their Debian package
 
 Servers that come from the system (``prometheus-alertmanager``, ``redis-server``) are
 found by :func:`require_binary`: missing, the test skips with the reason on a
-developer's machine, and fails where ``FLASK_ALERTING_REQUIRE_SERVERS=1`` (CI, whose
+developer's machine, and fails where ``REQUIRE_TEST_SERVERS=1`` (CI, whose
 ``.ci/run`` installs them) so that a missing server can never turn into a green run.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 #: Set to 1 (CI) to turn a missing server binary into a failure instead of a skip.
-REQUIRE_SERVERS = "FLASK_ALERTING_REQUIRE_SERVERS"
+REQUIRE_SERVERS = "REQUIRE_TEST_SERVERS"
 
 
 def require_binary(name: str, package: str, *, paths: tuple[str, ...] = ()) -> str:
@@ -40,7 +40,7 @@ def require_binary(name: str, package: str, *, paths: tuple[str, ...] = ()) -> s
     /usr/sbin, where Debian puts servers that are not on a user's ``PATH``).
 
     Missing: skips the test, naming the Debian ``package`` to install; fails instead
-    when the environment variable ``FLASK_ALERTING_REQUIRE_SERVERS`` is ``1``.
+    when the environment variable ``REQUIRE_TEST_SERVERS`` is ``1``.
     """
     found = shutil.which(name)
     for path in (*paths, f"/usr/bin/{name}", f"/usr/sbin/{name}"):
