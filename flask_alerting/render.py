@@ -38,8 +38,8 @@ def subject(alert: Alert, prefix: str | None) -> str:
     """``prefix`` + title on one line, with status and digest count when relevant.
 
     A digest always shows its count, ``(1x)`` included: ``[shop] (1x) KeyError ...``
-    says "one more", where ``[shop] KeyError ...`` is a first alert. The title comes
-    last, so subjects of one fingerprint differ only in what precedes it.
+    says "one more", where ``[shop] KeyError ...`` is a first alert. A flood summary is
+    not a digest: its title says what it counts.
 
     :param prefix: ``None`` means ``"[<app label>]"``.
     """

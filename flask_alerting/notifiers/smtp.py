@@ -122,7 +122,7 @@ class SMTPNotifier(Notifier):
         domain = message_id_domain(self.sender)
         # Every e-mail has an ID of its own (some providers drop a second message with the
         # ID of one they have), and all e-mails of one fingerprint answer the same root,
-        # which no e-mail has: see "Threads" in docs/notifiers.rst.
+        # which no e-mail has: see "E-mail threads" in docs/notifiers.rst.
         msg["Message-ID"] = make_msgid(domain=domain)
         root = thread_root(alert, domain)
         msg["In-Reply-To"] = root
@@ -391,8 +391,8 @@ def thread_id(alert: Alert) -> uuid.UUID:
 def thread_root(alert: Alert, domain: str) -> str:
     """The Message-ID that every e-mail of ``alert``'s thread names in ``In-Reply-To``
     and ``References``: ``<{thread_id}.thread@{domain}>``. No e-mail carries it as its
-    own Message-ID: mail clients that thread by references (Thunderbird, Apple Mail,
-    Gmail) group the messages that share it."""
+    own Message-ID: mail clients that thread by references group the messages that
+    share it (Thunderbird, Apple Mail; Gmail when their subjects match too)."""
     return f"<{thread_id(alert).hex}.thread@{domain}>"
 
 
