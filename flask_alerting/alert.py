@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -77,6 +78,10 @@ class Alert:
     :param traceback: formatted traceback text for error alerts.
     :param dropped: alerts lost to queue overflow since the last delivered one,
         told in this message so the loss is never silent.
+    :param pid: the process that raised it: the one that built it, by default. It travels
+        with the alert (copies, digests and stored alerts keep it), so a message that
+        another process delivers still names the process the alert came from, beside the
+        ``host`` label. None when unknown.
     """
 
     title: str
@@ -95,6 +100,7 @@ class Alert:
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     traceback: str | None = None
     dropped: int = 0
+    pid: int | None = dataclasses.field(default_factory=os.getpid)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -120,6 +126,10 @@ class Alert:
             )
         if not isinstance(self.details, MappingProxyType):
             set_(self, "details", MappingProxyType(dict(self.details)))
+        if self.pid is not None:
+            if isinstance(self.pid, bool) or int(self.pid) < 0:
+                raise ValueError(f"pid must be an int >= 0 or None, got {self.pid!r}")
+            set_(self, "pid", int(self.pid))
         for name in ("value", "threshold"):
             number = getattr(self, name)
             if number is not None:

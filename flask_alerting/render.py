@@ -37,6 +37,10 @@ MAX_LOG_TEXT = 140_000
 def subject(alert: Alert, prefix: str | None) -> str:
     """``prefix`` + title on one line, with status and digest count when relevant.
 
+    A digest always shows its count, ``(1x)`` included: ``[shop] (1x) KeyError ...``
+    says "one more", where ``[shop] KeyError ...`` is a first alert. A flood summary is
+    not a digest: its title says what it counts.
+
     :param prefix: ``None`` means ``"[<app label>]"``.
     """
     if prefix is None:
@@ -44,10 +48,20 @@ def subject(alert: Alert, prefix: str | None) -> str:
     parts = [prefix] if prefix else []
     if alert.status == "resolved":
         parts.append("RESOLVED:")
-    if alert.occurrences > 1:
+    if alert.is_digest or alert.occurrences > 1:
         parts.append(f"({alert.occurrences}x)")
     parts.append(alert.title)
     return one_line(" ".join(parts), MAX_SUBJECT_LENGTH)
+
+
+def origin(alert: Alert) -> str:
+    """Where the alert was raised: ``"pid 1234 on web-1"`` (the process, then the
+    ``host`` label); ``"pid 1234"`` or ``"host web-1"`` when the other is unknown, else
+    ``""``."""
+    host = alert.labels.get("host")
+    if alert.pid is None:
+        return f"host {host}" if host else ""
+    return f"pid {alert.pid} on {host}" if host else f"pid {alert.pid}"
 
 
 def _when(alert: Alert) -> str:
@@ -177,6 +191,9 @@ def text_body(alert: Alert) -> str:
         "Kind": alert.kind,
         "Time": _when(alert),
     }
+    raised_by = origin(alert)
+    if raised_by:
+        facts["Raised by"] = raised_by
     if alert.value is not None:
         facts["Value"] = fmt_alert_value(alert, alert.value)
     if alert.threshold is not None:

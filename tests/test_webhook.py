@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -51,6 +52,7 @@ DOCUMENTED_FIELDS = {
     "first_seen",
     "last_seen",
     "dropped",
+    "pid",
 }
 
 
@@ -136,6 +138,7 @@ def test_json_format_posts_the_documented_fields(
     assert body["labels"]["queue"] == "emails" and body["labels"]["app"] == "testapp"
     assert "host" in body["labels"]
     assert body["occurrences"] == 1 and body["dropped"] == 0
+    assert body["pid"] == os.getpid()  # alert() was called in this process
     assert (body["value"], body["threshold"]) == (812.0, 100.0)
     assert body["fingerprint"] and body["first_seen"] is None and body["last_seen"] is None
     stamp = datetime.fromisoformat(body["timestamp"])

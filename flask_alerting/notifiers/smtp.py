@@ -8,10 +8,12 @@ import io
 import logging
 import math
 import os
+import re
 import smtplib
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -29,6 +31,11 @@ DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 FINAL_REPLY_FACTOR = 6
 #: Writes are cut into pieces of this size, each bounded by the time left.
 _CHUNK = 64 * 1024
+#: Namespace of the name-based UUIDs that name e-mail threads (see :func:`thread_id`).
+THREAD_NAMESPACE = uuid.UUID("a627bcfb-f163-4c51-8338-7aa9b5506419")
+#: The Unix epoch as a Windows FILETIME (100 ns units since 1601-01-01), for Thread-Index.
+_FILETIME_UNIX_EPOCH = 116_444_736_000_000_000
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 logger = logging.getLogger("flask_alerting")
 
@@ -112,10 +119,15 @@ class SMTPNotifier(Notifier):
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         msg["Date"] = format_datetime(alert.timestamp)
-        # make_msgid's default domain is socket.getfqdn(), which can block on DNS; the
-        # sender may carry a display name ("Alerts <alerts@example.com>").
-        domain = parseaddr(self.sender)[1].rpartition("@")[2] or "localhost"
+        domain = message_id_domain(self.sender)
+        # Every e-mail has an ID of its own (some providers drop a second message with the
+        # ID of one they have), and all e-mails of one fingerprint answer the same root,
+        # which no e-mail has: see "E-mail threads" in docs/notifiers.rst.
         msg["Message-ID"] = make_msgid(domain=domain)
+        root = thread_root(alert, domain)
+        msg["In-Reply-To"] = root
+        msg["References"] = root
+        msg["Thread-Index"] = thread_index(alert)
         msg["X-Alert-Fingerprint"] = alert.fingerprint
         msg["X-Alert-Severity"] = alert.severity
         msg.set_content(text_body(alert))
@@ -352,6 +364,50 @@ class _DeadlineReader(io.RawIOBase):
         with self.client.bounded():
             sock.settimeout(self.client.remaining())
             return sock.recv_into(buffer)
+
+
+def message_id_domain(sender: str) -> str:
+    """The domain of the Message-ID headers: the sender's when it is a plain host name,
+    else ``localhost``.
+
+    Not :func:`~email.utils.make_msgid`'s default, :func:`socket.getfqdn`, which can
+    block on DNS; the sender may carry a display name (``Alerts <alerts@example.com>``).
+    """
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    return domain if _DOMAIN.fullmatch(domain) else "localhost"
+
+
+def thread_id(alert: Alert) -> uuid.UUID:
+    """The e-mail thread of ``alert``: a name-based UUID of its ``app`` label and its
+    fingerprint.
+
+    Deterministic, so every process on every host names the same thread for the same
+    fingerprint; a hash, so a fingerprint (any text, through ``alert(fingerprint=...)``)
+    never reaches a threading header itself.
+    """
+    return uuid.uuid5(THREAD_NAMESPACE, f"{alert.labels.get('app', '')}\0{alert.fingerprint}")
+
+
+def thread_root(alert: Alert, domain: str) -> str:
+    """The Message-ID that every e-mail of ``alert``'s thread names in ``In-Reply-To``
+    and ``References``: ``<{thread_id}.thread@{domain}>``. No e-mail carries it as its
+    own Message-ID: mail clients that thread by references group the messages that
+    share it (Thunderbird, Apple Mail; Gmail when their subjects match too)."""
+    return f"<{thread_id(alert).hex}.thread@{domain}>"
+
+
+def thread_index(alert: Alert) -> str:
+    """The ``Thread-Index`` header, by which Outlook and Exchange group a conversation.
+
+    The 22-byte header block of Microsoft's conversation index ([MS-OXOMSG] 2.2.1.3):
+    a reserved ``0x01``, the alert's time as the 40 high bits of a FILETIME, and a GUID,
+    here :func:`thread_id`: the GUID is what names the conversation, so it is the same in
+    every e-mail of the thread.
+    """
+    stamp = alert.timestamp.timestamp()
+    filetime = max(0, int(stamp * 10_000_000) + _FILETIME_UNIX_EPOCH)
+    block = b"\x01" + ((filetime >> 24) & 0xFF_FFFF_FFFF).to_bytes(5, "big")
+    return base64.b64encode(block + thread_id(alert).bytes).decode("ascii")
 
 
 def _describe_refused(refused: dict[str, tuple[int, bytes]]) -> str:

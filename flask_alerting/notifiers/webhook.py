@@ -48,8 +48,9 @@ def alert_json(alert: Alert, max_length: int = MAX_MESSAGE_LENGTH) -> dict[str, 
     ``title``, ``message`` (the alert's text, at most ``max_length`` characters),
     ``severity``, ``kind``, ``status``, ``labels``, ``fingerprint``, ``occurrences``,
     ``value``, ``threshold`` (numbers or null), ``timestamp`` (ISO 8601, UTC),
-    ``first_seen`` and ``last_seen`` (ISO 8601 for digests, else null) and ``dropped``
-    (alerts lost to a full queue since the last delivered one).
+    ``first_seen`` and ``last_seen`` (ISO 8601 for digests, else null), ``dropped``
+    (alerts lost to a full queue since the last delivered one) and ``pid`` (the process
+    that raised it, on the host of the ``host`` label; null when unknown).
     """
     return {
         "title": alert.title,
@@ -66,6 +67,7 @@ def alert_json(alert: Alert, max_length: int = MAX_MESSAGE_LENGTH) -> dict[str, 
         "first_seen": _iso(alert.first_seen),
         "last_seen": _iso(alert.last_seen),
         "dropped": alert.dropped,
+        "pid": alert.pid,
     }
 
 

@@ -120,6 +120,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "details": to_json(alert.details),
         "traceback": alert.traceback,
         "dropped": alert.dropped,
+        "pid": alert.pid,
     }
 
 
@@ -169,6 +170,8 @@ def decode_alert(text: str) -> Alert:
         if data.get("v") != VERSION:
             raise CodecError(f"stored alert format {data.get('v')!r} is not {VERSION}")
         fields: dict[str, Any] = {k: v for k, v in data.items() if k != "v"}
+        # The raising process, not the reading one (unknown in records without it).
+        fields.setdefault("pid", None)
         for name in _DATETIMES:
             fields[name] = _datetime(fields.get(name), name)
         return Alert(**fields)
