@@ -1194,7 +1194,7 @@ def test_a_failure_inside_capture_never_breaks_the_response(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in flask-alerting")
 
-    monkeypatch.setattr("flask_alerting._extension.error_alert_builder", broken)
+    monkeypatch.setattr("flask_alerting.capture._alerts.error_alert_builder", broken)
 
     @app.route("/fail")
     def fail() -> str:
