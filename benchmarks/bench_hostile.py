@@ -6,10 +6,11 @@ seconds). No server needed: the e-mail is built by the SMTP notifier as it would
 For each exception below, raised and caught once, the benchmark times what
 flask-alerting runs on the request path when a view raises it, inside a request context:
 the fingerprint, the request snapshot and the frame-free summary of the exception (what
-``FlaskAlerting._capture`` does before handing over to the dispatch thread). The figure is
-the median of the repeats, as a ratio against the same work for an ordinary error of one
-frame, measured in the same run. Then the dispatch thread builds the alert and the SMTP
-notifier its e-mail: its size in bytes, as it would go over the wire.
+``flask_alerting.capture.capture_error`` does before handing over to the dispatch
+thread). The figure is the median of the repeats, as a ratio against the same work for an
+ordinary error of one frame, measured in the same run. Then the dispatch thread builds
+the alert and the SMTP notifier its e-mail: its size in bytes, as it would go over the
+wire.
 
 Cases (issue 10): an ordinary error (the baseline); an ``ExceptionGroup`` of 50 members
 with 1 MB messages; a chain of 2,000 exceptions (``raise ... from``) with 10 KB
@@ -93,7 +94,7 @@ def caught(raise_it: Callable[[], None]) -> BaseException:
 
 
 def request_path(exc: BaseException) -> Callable[[], Any]:
-    """What ``FlaskAlerting._capture`` runs for ``exc`` on the request path."""
+    """What ``capture_error`` runs for ``exc`` on the request path."""
     fingerprint = error_fingerprint(exc, "view")
     labels, snapshot = request_context(LABELS)
     return error_alert_builder(exc, labels=labels, request=snapshot, fingerprint=fingerprint)

@@ -23,19 +23,12 @@ from flask import (
 from flask.signals import got_request_exception
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import capture
 from ._flask import hook_error_handler_lookup, propagates
 from ._stack import call_with_headroom
 from ._worker import Pipeline, guard
-from .alert import Alert, PendingAlert, Severity, utcnow
-from .capture import (
-    current_exception,
-    error_alert_builder,
-    error_fingerprint,
-    exception_name,
-    is_captured,
-    mark_captured,
-    request_context,
-)
+from .alert import Alert, Severity
+from .capture import is_captured, mark_captured
 from .config import Config, ConfigurationError, check_options, load_config, unknown_keys
 from .dispatch import Clock
 from .metrics.rules import RuleSpec, RuleStatus
@@ -417,19 +410,10 @@ class FlaskAlerting:
         """
         try:
             if exc is None:
-                exc = current_exception()
-            call_with_headroom(self._capture_exception, exc, extra)
+                exc = capture.current_exception()
+            call_with_headroom(capture.capture_exception, self._state_or_warn, exc, extra)
         except RecursionError:  # not even room for these calls (see _stack)
             pass
-
-    def _capture_exception(self, exc: BaseException | None, extra: Mapping[str, Any]) -> None:
-        if exc is None:
-            logger.warning("flask-alerting: capture_exception() called with no exception")
-            return
-        state = self._state_or_warn()
-        if state is None or not state.config.enabled:
-            return
-        self._capture(state, exc, extra)
 
     def _capture(
         self,
@@ -441,37 +425,8 @@ class FlaskAlerting:
         severity: Severity = "error",
         logged: bool = False,
     ) -> None:
-        """Alert about ``exc`` once. On the caller's thread: copies only (see
-        :func:`~flask_alerting.capture.error_alert_builder`); never raises."""
-        if not mark_captured(exc):
-            return
-        with guard("capturing an exception"):
-            logged = logged or log is not None
-            in_request = has_request_context()
-            endpoint = request.endpoint if in_request else None
-            fingerprint = error_fingerprint(exc, endpoint)
-            if logged and state.counts_only(fingerprint):
-                # A storm: this occurrence only adds to a digest's (or a flood
-                # summary's) count.
-                title = exception_name(exc) + (f" in {endpoint}" if endpoint else "")
-                state.submit(PendingAlert(None, fingerprint, utcnow(), logged=True, title=title))
-                return
-            labels, snapshot = request_context(
-                state.labels, cookie_values=state.config.show_cookie_values
-            )
-            state.submit(
-                error_alert_builder(
-                    exc,
-                    labels=labels,
-                    request=snapshot,
-                    extra=extra,
-                    log=log,
-                    severity=severity,
-                    scrub_fields=state.config.scrub_fields,
-                    logged=logged,
-                    fingerprint=fingerprint,
-                )
-            )
+        """Alert about ``exc`` once (see :func:`~flask_alerting.capture.capture_error`)."""
+        capture.capture_error(state, exc, extra, log=log, severity=severity, logged=logged)
 
     # -- slow calls ---------------------------------------------------------------------
 

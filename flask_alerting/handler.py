@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._worker import guard
-from .alert import Alert, Severity, make_fingerprint, utcnow
-from .capture import RequestDetails, is_captured, request_context
-from .scrub import clean_text, cut, get_scrubber
+from .capture import LOG_RECORD_EXCEPTION, capture_log_record, is_captured
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -31,11 +28,6 @@ if TYPE_CHECKING:
 OWN_LOGGER = "flask_alerting"
 #: Threads whose records are never turned into alerts (the delivery and sampler threads).
 OWN_THREAD_PREFIX = "flask-alerting"
-
-#: The ``exception`` label of the alert made from a record without an exception. Every
-#: error alert carries that label; this value (which no class name can take) says that
-#: the error was logged, not raised, so routing and grouping rules on ``exception`` see it.
-LOG_RECORD_EXCEPTION = "(log record)"
 
 _local = threading.local()
 
@@ -121,72 +113,7 @@ class AlertingHandler(logging.Handler):
         state = self._state()
         if state is None or not state.config.enabled:
             return
-        severity: Severity = "critical" if record.levelno >= logging.CRITICAL else "error"
-        # Formatted here, as logging's QueueHandler does: the arguments may change or not
-        # be safe to read from another thread.
-        message = cut(record.getMessage(), 10_000)
-        log = {
-            "logger": record.name,
-            "level": record.levelname,
-            "message": message,
-            "location": f"{record.pathname}:{record.lineno} in {record.funcName}",
-        }
-        if exc is not None:
-            self.alerting._capture(state, exc, {}, log=log, severity=severity)
-            return
-        labels, snapshot = request_context(
-            {**state.labels, "logger": record.name, "exception": LOG_RECORD_EXCEPTION},
-            cookie_values=state.config.show_cookie_values,
-        )
-        state.submit(
-            log_alert_builder(
-                record,
-                log=log,
-                labels=labels,
-                request=snapshot,
-                severity=severity,
-                scrub_fields=state.config.scrub_fields,
-            )
-        )
+        capture_log_record(state, record)
 
 
-def log_alert_builder(
-    record: logging.LogRecord,
-    *,
-    log: dict[str, str],
-    labels: dict[str, str],
-    request: dict[str, Any] | None,
-    severity: Severity,
-    scrub_fields: tuple[str, ...] = (),
-) -> Callable[[], Alert]:
-    """A builder of the alert for a record without exception (see :class:`AlertingHandler`).
-
-    Fingerprint: logger, file, line (+ endpoint), never the message text. The builder
-    keeps copies, not the record (whose arguments may be anything).
-    """
-    fingerprint = make_fingerprint(
-        "log", record.name, record.pathname, record.lineno, labels.get("endpoint")
-    )
-    timestamp = utcnow()
-    logger_name = record.name
-    stack = record.stack_info
-
-    def build() -> Alert:
-        scrubber = get_scrubber(scrub_fields)
-        details: dict[str, Any] = {"log": scrubber.scrub(log)}
-        if request:
-            details["request"] = RequestDetails(request, scrubber)
-        text = clean_text(log["message"])
-        return Alert(
-            kind="error",
-            severity=severity,
-            title=f"{logger_name}: {text[:1000]}",
-            message=f"An error was logged in your Flask application:\n\n{text}",
-            labels=labels,
-            fingerprint=fingerprint,
-            timestamp=timestamp,
-            details=details,
-            traceback=clean_text(stack) if stack else None,
-        )
-
-    return build
+__all__ = ["LOG_RECORD_EXCEPTION", "OWN_LOGGER", "OWN_THREAD_PREFIX", "AlertingHandler"]

@@ -156,19 +156,23 @@ def default_message(alert: Alert) -> str:
         return f"{function} took {_over(alert)}."
     if alert.kind != "metric":
         return ""
-    name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
-    state = "is back under" if alert.status == "resolved" else "has exceeded"
-    return (
-        f"The {name} {state} the threshold:\n\n"
-        f"Current Value: {fmt_alert_value(alert, alert.value)}\n"
-        f"Threshold: {fmt_alert_value(alert, alert.threshold)}"
-    )
+    name, state, value, threshold = _metric_facts(alert)
+    return f"The {name} {state} the threshold:\n\nCurrent Value: {value}\nThreshold: {threshold}"
 
 
 def _over(alert: Alert) -> str:
     """``2.20 s (threshold 2.00 s)`` of a timing alert."""
     assert alert.value is not None and alert.threshold is not None
     return f"{fmt_seconds(alert.value)} (threshold {fmt_seconds(alert.threshold)})"
+
+
+def _metric_facts(alert: Alert) -> tuple[str, str, str, str]:
+    """The metric's name, ``has exceeded`` or ``is back under``, the value and the
+    threshold (with their unit) of a metric alert."""
+    assert alert.value is not None and alert.threshold is not None
+    name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
+    state = "is back under" if alert.status == "resolved" else "has exceeded"
+    return name, state, fmt_alert_value(alert, alert.value), fmt_alert_value(alert, alert.threshold)
 
 
 def text_body(alert: Alert) -> str:
@@ -255,13 +259,8 @@ def _log_line(alert: Alert) -> str:
         )
         return f"{function} took {_over(alert)}"
     if alert.kind == "metric" and alert.value is not None and alert.threshold is not None:
-        name = str(alert.details.get("display_name") or alert.labels.get("metric", alert.title))
-        state = "is back under" if alert.status == "resolved" else "has exceeded"
-        return (
-            f"{name} {state} the threshold: Current Value: "
-            f"{fmt_alert_value(alert, alert.value)}, "
-            f"Threshold: {fmt_alert_value(alert, alert.threshold)}"
-        )
+        name, state, value, threshold = _metric_facts(alert)
+        return f"{name} {state} the threshold: Current Value: {value}, Threshold: {threshold}"
     if alert.message and alert.message != alert.title:
         return f"{alert.title}: {alert.message}"
     return alert.title

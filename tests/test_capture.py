@@ -1185,6 +1185,21 @@ def test_traceback_text_is_what_the_standard_library_prints(func: Callable[[], N
         assert again == "".join(traceback.format_exception(exc))
 
 
+def test_equal_code_in_two_files_is_formatted_with_its_own_file() -> None:
+    # Code objects compare equal across files (their filename is not compared): the cache
+    # of formatted stacks must still tell them apart.
+    source = "def fail():\n    raise KeyError('same code')\n"
+    for filename in ("/srv/app_one/views.py", "/srv/app_two/views.py"):
+        namespace: dict[str, Any] = {}
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - test code
+        try:
+            namespace["fail"]()
+        except KeyError as exc:
+            text = format_traceback(exc)
+            assert text == "".join(traceback.format_exception(exc))
+            assert f'File "{filename}", line 2, in fail' in text
+
+
 def test_a_failure_inside_capture_never_breaks_the_response(
     app: Flask,
     make_alerting: Make,
@@ -1197,7 +1212,7 @@ def test_a_failure_inside_capture_never_breaks_the_response(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in flask-alerting")
 
-    monkeypatch.setattr("flask_alerting._extension.error_alert_builder", broken)
+    monkeypatch.setattr("flask_alerting.capture._alerts.error_alert_builder", broken)
 
     @app.route("/fail")
     def fail() -> str:

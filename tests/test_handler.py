@@ -84,6 +84,37 @@ def test_record_with_exc_info_becomes_an_error_alert_with_its_traceback(
     assert "test_handler.py" in alert.details["log"]["location"]
 
 
+def _charge(order: int) -> None:
+    raise ConnectionError(f"gateway timeout for order {order}")
+
+
+def test_a_logged_exception_is_the_alert_capture_exception_makes_plus_the_record(
+    app: Flask, quiet: FlaskAlerting, memory: MemoryNotifier, attach: Callable[..., None]
+) -> None:
+    # One capture path: the handler and capture_exception build the same alert.
+    log = logging.getLogger("shop.payments")
+    attach(log, AlertingHandler(quiet))
+    with app.test_request_context("/charge/7?card=4242", method="POST"):
+        for report in ("capture_exception", "log.exception"):
+            try:
+                _charge(7)
+            except ConnectionError as exc:
+                if report == "log.exception":
+                    log.exception("charging failed")
+                else:
+                    quiet.capture_exception(exc)
+    assert quiet.flush(5.0)
+    captured, logged = memory.alerts
+    for field in ("kind", "severity", "title", "fingerprint", "labels"):
+        assert getattr(logged, field) == getattr(captured, field), field
+    assert logged.details["request"] == captured.details["request"]
+    assert "card" in captured.details["request"]["query_args"]
+    last_lines = (captured.traceback or "").splitlines()[-3:]
+    assert (logged.traceback or "").splitlines()[-3:] == last_lines
+    assert last_lines[-1] == "ConnectionError: gateway timeout for order 7"
+    assert "log" in logged.details and "log" not in captured.details
+
+
 def test_record_without_exception_and_critical_severity(
     quiet: FlaskAlerting, memory: MemoryNotifier, attach: Callable[..., None]
 ) -> None:

@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 from .. import _worker  # noqa: F401
 from .._files import UnsafeFileError, default_directory, open_private, private_directory
 from .._flask import in_reloader_parent
+from .._text import describe_exception
 from ..alert import Alert, utcnow
 from ..config import ConfigurationError, ConfigVars
 from ..dispatch import Clock
@@ -349,7 +350,9 @@ class Sampler:
             try:
                 value = float(rule.probe())
             except Exception as exc:
-                results.append(CheckResult(rule.name, None, rule.threshold, False, _err(exc)))
+                results.append(
+                    CheckResult(rule.name, None, rule.threshold, False, describe_exception(exc))
+                )
                 continue
             breached = value > rule.threshold
             results.append(CheckResult(rule.name, value, rule.threshold, breached))
@@ -508,14 +511,14 @@ class Sampler:
         return alerts
 
     def _probe_failed(self, machine: _Machine, exc: BaseException, now: float) -> None:
-        machine.failed(_err(exc))
+        machine.failed(describe_exception(exc))
         if machine.last_error_log is None or now - machine.last_error_log >= ERROR_LOG_INTERVAL:
             machine.last_error_log = now
             logger.error(
                 "flask-alerting: probe of metric rule %r failed: %s (logged again at most "
                 "every %d s while it keeps failing)",
                 machine.rule.name,
-                _err(exc),
+                describe_exception(exc),
                 ERROR_LOG_INTERVAL,
                 exc_info=exc,
             )

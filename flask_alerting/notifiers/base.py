@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 
+from .._text import describe_exception
 from ..alert import Alert
 
 
@@ -67,8 +68,7 @@ class Notifier(abc.ABC):
 
     def describe_error(self, exc: BaseException) -> str:
         """A one-line, secret-free description of ``exc`` for logs and the CLI."""
-        text = " ".join(str(exc).split())
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return describe_exception(exc)
 
     def describe(self) -> str:
         """A one-line, secret-free description of this notifier's target."""
