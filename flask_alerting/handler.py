@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._worker import guard
+from ._lifecycle import guard
 from .alert import Alert, Severity, make_fingerprint, utcnow
 from .capture import RequestDetails, is_captured, request_context
 from .scrub import clean_text, cut, get_scrubber
@@ -24,7 +24,8 @@ from .scrub import clean_text, cut, get_scrubber
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ._extension import FlaskAlerting, _State
+    from ._extension import FlaskAlerting
+    from ._state import State
 
 #: Loggers whose records are never turned into alerts: flask-alerting's own, so that a
 #: report about a failing delivery cannot become an alert that fails to be delivered.
@@ -105,7 +106,7 @@ class AlertingHandler(logging.Handler):
         finally:
             _local.active = False
 
-    def _state(self) -> _State | None:
+    def _state(self) -> State | None:
         if self.app is not None:
             try:
                 return self.alerting._get_state(self.app)

@@ -32,7 +32,7 @@ from flask_alerting import (
     alert_failed,
     alert_sent,
 )
-from flask_alerting._worker import NotifierWorker
+from flask_alerting.delivery import NotifierWorker
 from tests.conftest import FakeClock
 
 # -- helpers ----------------------------------------------------------------------------------
