@@ -53,9 +53,6 @@ EXIT_ORDER: tuple[str, ...] = ("metrics", "delivery")
 #: The stages of the hooks run in a forked child, in the order they run.
 FORK_ORDER: tuple[str, ...] = ("delivery", "metrics", "timing")
 
-_exit_hooks: dict[str, Callable[[], object]] = {}
-_fork_hooks: dict[str, Callable[[], object]] = {}
-
 
 @contextmanager
 def guard(what: str) -> Iterator[None]:
@@ -76,46 +73,60 @@ def start_thread(thread: threading.Thread) -> bool:
     return True
 
 
+class Hooks:
+    """Hooks by stage, run in the order of ``stages`` whatever the order they came in.
+
+    :param stages: the stages, in the order their hooks run.
+    :param when: says when they run, in log lines (``"at exit"``).
+    """
+
+    def __init__(self, stages: tuple[str, ...], when: str) -> None:
+        self.stages = stages
+        self.when = when
+        self._hooks: dict[str, Callable[[], object]] = {}
+
+    def register(self, stage: str, hook: Callable[[], object]) -> None:
+        """Run ``hook`` in the place of ``stage``; one hook per stage (registering again
+        replaces it).
+
+        :raises ValueError: for a stage that is not one of :attr:`stages`.
+        """
+        if stage not in self.stages:
+            raise ValueError(f"unknown stage {stage!r}; known: {', '.join(self.stages)}")
+        self._hooks[stage] = hook
+
+    def run(self) -> None:
+        """Run the hooks, stage by stage; one that raises is logged, the next still runs."""
+        for stage in self.stages:
+            hook = self._hooks.get(stage)
+            if hook is not None:
+                with guard(f"running the {stage} hook {self.when}"):
+                    hook()
+
+
+_exit_hooks = Hooks(EXIT_ORDER, "at exit")
+_fork_hooks = Hooks(FORK_ORDER, "after fork")
+
+
 def at_exit(stage: str, hook: Callable[[], object]) -> None:
     """Run ``hook`` at interpreter exit, in the place of ``stage`` in :data:`EXIT_ORDER`.
-
-    One hook per stage (registering again replaces it); it must be idempotent.
-
-    :raises ValueError: for a stage that :data:`EXIT_ORDER` does not name.
-    """
-    if stage not in EXIT_ORDER:
-        raise ValueError(f"unknown exit stage {stage!r}; known: {', '.join(EXIT_ORDER)}")
-    _exit_hooks[stage] = hook
+    It must be idempotent (see the SIGTERM plan above)."""
+    _exit_hooks.register(stage, hook)
 
 
 def after_fork(stage: str, hook: Callable[[], object]) -> None:
-    """Run ``hook`` in a forked child, in the place of ``stage`` in :data:`FORK_ORDER`.
-
-    One hook per stage (registering again replaces it).
-
-    :raises ValueError: for a stage that :data:`FORK_ORDER` does not name.
-    """
-    if stage not in FORK_ORDER:
-        raise ValueError(f"unknown fork stage {stage!r}; known: {', '.join(FORK_ORDER)}")
-    _fork_hooks[stage] = hook
+    """Run ``hook`` in a forked child, in the place of ``stage`` in :data:`FORK_ORDER`."""
+    _fork_hooks.register(stage, hook)
 
 
 def run_exit_hooks() -> None:
     """Run the exit hooks, stage by stage (see :data:`EXIT_ORDER`)."""
-    _run(EXIT_ORDER, _exit_hooks, "at exit")
+    _exit_hooks.run()
 
 
 def run_fork_hooks() -> None:
     """Run the hooks of a forked child, stage by stage (see :data:`FORK_ORDER`)."""
-    _run(FORK_ORDER, _fork_hooks, "after fork")
-
-
-def _run(order: tuple[str, ...], hooks: dict[str, Callable[[], object]], when: str) -> None:
-    for stage in order:
-        hook = hooks.get(stage)
-        if hook is not None:
-            with guard(f"running the {stage} hook {when}"):
-                hook()
+    _fork_hooks.run()
 
 
 if hasattr(os, "register_at_fork"):
