@@ -1,9 +1,9 @@
 """flask-alerting: hear about errors, slow calls and overloaded hosts before your users do."""
 
 from ._extension import FlaskAlerting
-from ._worker import RetryPolicy
 from .alert import Alert
 from .config import ConfigurationError, ConfigVars
+from .delivery import RetryPolicy
 from .handler import AlertingHandler
 from .notifiers import (
     AlertmanagerNotifier,

@@ -1,127 +1,36 @@
-"""The Flask extension: configuration, per-app state, wiring of sources to the pipeline."""
+"""The Flask extension: :class:`FlaskAlerting`, the public face of every part.
+
+``init_app`` reads the configuration and builds the app's state (:mod:`._state`), starts
+the metrics sampler and connects the request capture (:mod:`._wiring`); the methods find
+the state of the current app and hand alerts to its pipeline.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
-import logging.handlers
-import socket
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
-from flask import (
-    Flask,
-    after_this_request,
-    current_app,
-    has_app_context,
-    has_request_context,
-    request,
-)
-from flask.signals import got_request_exception
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask import Flask, current_app, has_app_context
 
 from . import capture
-from ._flask import hook_error_handler_lookup, propagates
+from ._lifecycle import guard
 from ._stack import call_with_headroom
-from ._worker import Pipeline, guard
+from ._state import EXTENSION_KEY, State, create_state, get_state
+from ._wiring import install_capture
 from .alert import Alert, Severity
-from .capture import is_captured, mark_captured
-from .config import Config, ConfigurationError, check_options, load_config, unknown_keys
+from .cli import alerting_cli
+from .config import check_options, load_config, unknown_keys
+from .delivery import RetryPolicy
 from .dispatch import Clock
 from .metrics.rules import RuleSpec, RuleStatus
-from .metrics.sampler import CheckResult, build_sampler, resolve_spec
-from .notifiers._config import notifiers_from_config
+from .metrics.sampler import CheckResult, resolve_spec
 from .notifiers.base import Notifier, as_notifier
-from .notifiers.log import LEVELS, LogNotifier
-from .notifiers.smtp import SMTPNotifier
-from .render import log_line
 from .timing import P, R, Timer, Timing, TimingStats, install_slow_requests
 
 logger = logging.getLogger("flask_alerting")
-_alerts_parent = logging.getLogger("flask_alerting.alerts")
-# The alert log repeats what Flask already prints for errors: without logging
-# configuration it stays quiet (no "last resort" stderr output) unless ALERTING_LOG_FILE
-# or the application's own handlers ask for it. Delivery problems and the LogNotifier
-# fallback use other loggers and remain visible.
-_alerts_parent.addHandler(logging.NullHandler())
-
-EXTENSION_KEY = "alerting"
-LOG_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
-
-
-@dataclasses.dataclass(eq=False)
-class _State:
-    """Everything flask-alerting keeps for one app (``app.extensions["alerting"]``).
-
-    Nothing here refers to the app (only weakly): the app holds its state, never the
-    other way round, so an app is freed as soon as its last reference goes.
-    """
-
-    extension: FlaskAlerting
-    app_ref: weakref.ref[Flask]
-    config: Config
-    notifiers: tuple[Notifier, ...]
-    labels: dict[str, str]
-    pipeline: Pipeline
-    alert_log: logging.Logger
-    log_handler: logging.Handler | None = None
-    sampler: Any = None  # metrics.sampler.Sampler
-    #: The only notifier is the LogNotifier used when none was configured.
-    fallback: bool = False
-
-    @property
-    def app(self) -> Flask | None:
-        """The app (None once it was freed)."""
-        return self.app_ref()
-
-    def submit(self, item: Alert | Callable[[], Alert | None]) -> None:
-        self.pipeline.submit(item)
-
-    def counts_only(self, fingerprint: str) -> bool:
-        """Whether an already-logged occurrence of ``fingerprint`` would only be counted
-        (into a digest, or into a flood summary), so its source may skip capturing details.
-
-        Read on the source's thread without a lock: a membership test on the throttle's
-        dict and a look at one float of the flood guard are atomic, and a window that
-        closes meanwhile is handled by the dispatcher (see
-        :meth:`~flask_alerting.dispatch.Dispatcher.dispatch_pending`).
-        """
-        if "submit" in self.__dict__:  # testing.record_alerts records every occurrence
-            return False
-        dispatcher = self.pipeline.dispatcher
-        guard = dispatcher.guard
-        return (
-            dispatcher.throttle.suppresses(fingerprint)
-            or (guard is not None and guard.folding())
-        ) and dispatcher.counts_only()
-
-
-def _build_smtp(config: Config, ssl_context: Any = None) -> SMTPNotifier:
-    import ssl
-
-    if ssl_context is None and config.smtp_ca_file:
-        try:
-            ssl_context = ssl.create_default_context(cafile=config.smtp_ca_file)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise ConfigurationError(
-                "ALERTING_SMTP_CA_FILE", f"a readable PEM file of CA certificates ({exc})"
-            ) from exc
-    assert config.smtp_host is not None and config.mail_sender is not None
-    return SMTPNotifier(
-        config.smtp_host,
-        config.smtp_port,
-        security=config.smtp_security,
-        username=config.smtp_username,
-        password=config.smtp_password,
-        sender=config.mail_sender,
-        recipients=config.mail_recipients,
-        timeout=config.smtp_timeout,
-        ssl_context=ssl_context,
-        subject_prefix=config.subject_prefix,
-    )
 
 
 class FlaskAlerting:
@@ -147,7 +56,7 @@ class FlaskAlerting:
         *,
         notifiers: Sequence[Notifier] | None = None,
         clock: Clock | None = None,
-        retry_policy: Any = None,
+        retry_policy: RetryPolicy | None = None,
         **options: Any,
     ) -> None:
         self._notifiers = tuple(as_notifier(n) for n in notifiers or ())
@@ -160,7 +69,7 @@ class FlaskAlerting:
         # A weak reference: the extension and its Timing would otherwise form a cycle.
         this = weakref.ref(self)
 
-        def resolve() -> _State | None:
+        def resolve() -> State | None:
             extension = this()
             return None if extension is None else extension._state_or_warn()
 
@@ -177,8 +86,6 @@ class FlaskAlerting:
         :raises RuntimeError: when the app was already initialised.
         :raises ConfigurationError: naming the first bad configuration key.
         """
-        from ._worker import Pipeline, RetryPolicy
-
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "flask-alerting is already initialised on this app; call init_app once per app"
@@ -192,124 +99,39 @@ class FlaskAlerting:
                 app.name,
                 f"; did you mean {suggestion}?" if suggestion else "",
             )
-        notifiers: list[Notifier] = []
-        if config.smtp_host:
-            notifiers.append(_build_smtp(config))
-        notifiers.extend(notifiers_from_config(config))
-        notifiers.extend(self._notifiers)
-        fallback = not notifiers
-        if fallback:
-            notifiers.append(LogNotifier())
-            logger.warning(
-                "flask-alerting: no ALERTING_SMTP_HOST and no notifiers for app %r; alerts "
-                "will only be logged (logger 'flask_alerting.notify')",
-                app.name,
-            )
-        retry = self._retry_policy or RetryPolicy(give_up_after=config.retry_seconds)
-        labels = {"app": app.name, "host": socket.gethostname()}
-        alert_log = _make_alert_log(app.name)
-        handler = None
-        if config.log_file:
-            try:
-                handler = logging.handlers.RotatingFileHandler(
-                    config.log_file, maxBytes=10 * 1024 * 1024, backupCount=5, delay=True,
-                    encoding="utf-8",
-                )
-            except OSError as exc:
-                raise ConfigurationError("ALERTING_LOG_FILE", f"a writable path ({exc})") from exc
-            handler.setFormatter(logging.Formatter(LOG_FORMAT))
-            alert_log.addHandler(handler)
-
-        def write_log(alert: Alert) -> None:
-            alert_log.log(LEVELS[alert.severity], "%s", log_line(alert))
-
-        # Alerts their source already logged (an unhandled request error that Flask's
-        # log_exception records, a record turned into an alert by AlertingHandler) go to
-        # the flask_alerting loggers' own handlers (ALERTING_LOG_FILE included) but not on
-        # to the root logger, where that first record already is: no traceback twice in
-        # the application's log.
-        def logged_handlers() -> list[logging.Handler]:
-            found: list[logging.Handler] = []
-            current: logging.Logger | None = alert_log
-            while current is not None and current is not logging.root:
-                found += [h for h in current.handlers if not isinstance(h, logging.NullHandler)]
-                if not current.propagate:
-                    break
-                current = current.parent
-            return found
-
-        def write_logged(alert: Alert) -> None:
-            handlers = logged_handlers()
-            if not handlers:
-                return
-            level = LEVELS[alert.severity]
-            record = alert_log.makeRecord(
-                alert_log.name, level, __file__, 0, "%s", (log_line(alert),), None
-            )
-            for found in handlers:
-                if level >= found.level:
-                    found.handle(record)
-
-        pipeline = Pipeline(
-            sender=app,
-            name=app.name,
-            notifiers=notifiers,
-            queue_size=config.queue_size,
-            throttle_seconds=config.throttle_seconds,
-            retry=retry,
-            log=write_log,
-            log_logged=write_logged,
-            wants_logged=lambda: bool(logged_handlers()),
-            clock=self._clock,
-            shutdown_timeout=config.shutdown_timeout,
-            rate_limit=config.rate_limit,
-            labels=labels,
-        )
-        state = _State(
+        state = create_state(
+            app,
+            config,
             extension=self,
-            app_ref=weakref.ref(app),
-            config=config,
-            notifiers=tuple(notifiers),
-            labels=labels,
-            pipeline=pipeline,
-            alert_log=alert_log,
-            log_handler=handler,
-            fallback=fallback,
-        )
-        state.sampler = build_sampler(
-            config, app_name=app.name, specs=self._rule_specs,
-            submit=_submitter(state), labels=labels, clock=self._clock,
+            notifiers=self._notifiers,
+            specs=self._rule_specs,
+            clock=self._clock,
+            retry_policy=self._retry_policy,
         )
         app.extensions[EXTENSION_KEY] = state
         self._apps.add(app)
-        # When the app is freed, its threads deliver what it raised and end.
-        weakref.finalize(
-            app, _app_freed, pipeline, state.sampler, alert_log, handler
-        ).atexit = False
         if config.enabled and config.metrics_enabled:
             # In the Werkzeug reloader's parent the sampler retires by itself.
             state.sampler.start()
         # `flask alerting ...` also comes through the flask.commands entry point; adding it
         # to app.cli makes it available to app.test_cli_runner() and custom CLI groups.
-        from .cli import alerting_cli
-
         app.cli.add_command(alerting_cli)
         self._timing.add_app(config)
         if config.enabled:
-            _install_capture()
+            install_capture()
             if config.slow_request_threshold is not None:
                 install_slow_requests(app, state, config.slow_request_threshold)
 
     # -- state lookup -------------------------------------------------------------------
 
-    def _get_state(self, app: Flask | None = None) -> _State:
+    def _get_state(self, app: Flask | None = None) -> State:
         """The state of ``app`` (default: the current app, else the only initialised one).
 
         :raises RuntimeError: with advice when there is none.
         """
         if app is None:
             if has_app_context():
-                app = current_app._get_current_object()  # type: ignore[attr-defined]
+                app = current_app
             else:
                 apps = list(self._apps)
                 if len(apps) != 1:
@@ -319,16 +141,13 @@ class FlaskAlerting:
                         + "; use 'with app.app_context():' or call init_app(app)"
                     )
                 app = apps[0]
-        assert app is not None
-        state = app.extensions.get(EXTENSION_KEY)
-        if not isinstance(state, _State) or state.extension is not self:
-            raise RuntimeError(
-                f"flask-alerting is not initialised on app {app.name!r}: did you call "
-                "alerting.init_app(app)?"
-            )
-        return state
+        return get_state(app, self)
 
-    def _state_or_warn(self) -> _State | None:
+    def _states(self) -> list[State]:
+        """The states of every app of this extension still alive."""
+        return [get_state(app, self) for app in list(self._apps)]
+
+    def _state_or_warn(self) -> State | None:
         """Like :meth:`_get_state`, but logs a warning (once) instead of raising.
 
         Used by everything that runs inside the user's code: alerting never raises there.
@@ -417,7 +236,7 @@ class FlaskAlerting:
 
     def _capture(
         self,
-        state: _State,
+        state: State,
         exc: BaseException,
         extra: Mapping[str, Any],
         *,
@@ -535,7 +354,7 @@ class FlaskAlerting:
         )
         if any(s.name == name for s in self._rule_specs):
             raise ValueError(f"a metric rule named {name!r} already exists")
-        states = [a.extensions[EXTENSION_KEY] for a in list(self._apps)]
+        states = self._states()
         for state in states:  # check every app first: all or nothing
             if any(r.name == name for r in state.sampler.rules):
                 raise ValueError(f"a metric rule named {name!r} already exists")
@@ -549,7 +368,7 @@ class FlaskAlerting:
         In a process that does not sample (another gunicorn worker, the CLI), the states
         are those the sampling process of this host last recorded.
         """
-        return self._get_state(app).sampler.status()  # type: ignore[no-any-return]
+        return self._get_state(app).sampler.status()
 
     def check(self, app: Flask | None = None, *, window: float = 0.5) -> list[CheckResult]:
         """Sample every rule once now: ``(name, value, threshold, breached, error)`` each.
@@ -557,7 +376,7 @@ class FlaskAlerting:
         Changes no state and sends nothing. CPU percent is measured over ``window``
         seconds (this call blocks that long; it is meant for the CLI and health checks).
         """
-        return self._get_state(app).sampler.check(window)  # type: ignore[no-any-return]
+        return self._get_state(app).sampler.check(window)
 
     # -- delivery control ---------------------------------------------------------------
 
@@ -571,7 +390,7 @@ class FlaskAlerting:
             state = self._state_or_warn()
             states = [state] if state is not None else []
         else:
-            states = [a.extensions[EXTENSION_KEY] for a in list(self._apps)]
+            states = self._states()
         deadline = time.monotonic() + timeout
         ok = True
         for state in states:
@@ -585,194 +404,11 @@ class FlaskAlerting:
         exit (bounded by ``ALERTING_SHUTDOWN_TIMEOUT``). True when nothing was lost.
         """
         ok = True
-        for app in list(self._apps):
-            state: _State = app.extensions[EXTENSION_KEY]
-            if state.sampler is not None:
-                state.sampler.stop()
-            ok = state.pipeline.shutdown(timeout) and ok
-            if state.log_handler is not None:
-                state.alert_log.removeHandler(state.log_handler)
-                state.log_handler.close()
+        for state in self._states():
+            ok = state.shutdown(timeout) and ok
         return ok
 
     def stats(self, app: Flask | None = None) -> dict[str, Any]:
         """Counters of the delivery pipeline (raised, suppressed, digests, dropped, queues)."""
         stats: dict[str, Any] = self._get_state(app).pipeline.stats()
         return stats
-
-
-def _submitter(state: _State) -> Callable[[Alert], None]:
-    """``state.submit`` for the metrics sampler: looked up per alert (``record_alerts()``
-    replaces it) through a weak reference (the sampler belongs to the state)."""
-    ref = weakref.ref(state)
-
-    def submit(alert: Alert) -> None:
-        found = ref()
-        if found is not None:
-            found.submit(alert)
-
-    return submit
-
-
-def _app_freed(
-    pipeline: Pipeline, sampler: Any, alert_log: logging.Logger, handler: logging.Handler | None
-) -> None:
-    """An app was freed: its sampler stops, its pipeline delivers what it raised and
-    ends its threads, then its log file is closed. Never waits."""
-    with guard("stopping the metrics sampler of a freed app"):
-        if sampler is not None:
-            sampler.close_soon()
-
-    def close_log() -> None:
-        if handler is not None:
-            alert_log.removeHandler(handler)
-            handler.close()
-
-    with guard("retiring the pipeline of a freed app"):
-        pipeline.retire(then=close_log)
-
-
-# -- request wiring ---------------------------------------------------------------------------
-#
-# Module-level functions, connected once for every app and looking the state up in
-# ``app.extensions``: no closure or signal connection ever holds an app. None of them
-# stands in the call stack of the application's code, so no traceback ever shows a frame
-# of flask-alerting.
-
-_capture_installed = False
-
-
-def _install_capture() -> None:
-    global _capture_installed
-    if _capture_installed:
-        return
-    # A module-level function: a strong connection keeps nothing alive.
-    got_request_exception.connect(_on_request_exception, weak=False)
-    hook_error_handler_lookup(_on_error_handler_lookup)
-    _capture_installed = True
-
-
-def _enabled_state(app: Any) -> _State | None:
-    extensions = getattr(app, "extensions", None)
-    state = extensions.get(EXTENSION_KEY) if isinstance(extensions, dict) else None
-    if isinstance(state, _State) and state.config.enabled:
-        return state
-    return None
-
-
-def _on_request_exception(sender: Any, exception: BaseException, **_: Any) -> None:
-    """``got_request_exception``: an exception no handler of the app turned into a
-    response. Flask logs it right after this signal, unless it propagates it."""
-    state = _enabled_state(sender)
-    if state is None:
-        return
-    if isinstance(exception, HTTPException) and (exception.code or 500) < 500:
-        return
-    with guard("capturing an exception"):
-        state.extension._capture(state, exception, {}, logged=not propagates(sender))
-        # An error handler that raised: the exception it was handling is part of this
-        # one's traceback ("During handling of the above exception ..."), not a second
-        # alert (see _on_error_handler_lookup).
-        seen = {id(exception)}
-        inner = exception.__context__
-        while inner is not None and id(inner) not in seen:
-            seen.add(id(inner))
-            mark_captured(inner)
-            inner = inner.__context__
-
-
-def _on_error_handler_lookup(app: Flask, exc: BaseException, handler: Any) -> Any:
-    """Flask looks up the error handler of ``exc`` (inside its ``except`` block).
-
-    An exception that the app's own handler (or, for an ``HTTPException``, Flask itself)
-    turns into a response is noted, and alerted once the response is known to be a 5xx.
-    For the ``InternalServerError`` of an unhandled exception, when the app has no handler
-    for it (nor for a base class) and ``ALERTING_ERROR_RESPONSE`` is set, the notice is
-    the handler; an explicit ``abort(500, description=...)`` or ``InternalServerError(
-    response=...)`` keeps its own. Returns ``handler`` otherwise.
-    """
-    state = _enabled_state(app)
-    if state is None:
-        return handler
-    try:
-        server_error: BaseException | None = None
-        if isinstance(exc, HTTPException):
-            if (exc.code or 500) < 500:
-                return handler
-            original = getattr(exc, "original_exception", None)
-            if original is None or not is_captured(original):
-                server_error = exc
-            body = state.config.error_response
-            if (
-                handler is None
-                and body is not None
-                and isinstance(exc, InternalServerError)
-                and exc.response is None
-                and exc.description == type(exc).description
-            ):
-                handler = functools.partial(_notice, body)
-        elif handler is not None:
-            # Without a handler, Flask re-raises it: got_request_exception reports it.
-            server_error = exc
-        if server_error is not None and has_request_context():
-            after_this_request(_AlertIfServerError(server_error))
-    except Exception:
-        logger.exception("flask-alerting: internal error while looking at an error handler")
-    return handler
-
-
-class _AlertIfServerError:
-    """``after_this_request`` of a handled exception: alert when it answered with a 5xx.
-
-    Lets go of the exception once called: the request context holds this object, and
-    the exception's traceback holds the frames that hold the request context, a cycle
-    that would keep the app alive until the garbage collector runs.
-    """
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc: BaseException | None = exc
-
-    def __call__(self, response: Any) -> Any:
-        exc, self.exc = self.exc, None
-        with guard("capturing a handled exception"):
-            if exc is not None and response.status_code >= 500 and not is_captured(exc):
-                state = _enabled_state(current_app)
-                if state is not None:
-                    state.extension._capture(state, exc, {})
-        return response
-
-
-def _notice(body: str, e: InternalServerError) -> Any:
-    """The 500 response with ``ALERTING_ERROR_RESPONSE`` (see _on_error_handler_lookup)."""
-    try:
-        wants_json = _wants_json()
-    except Exception:  # a malformed header: the text is fine
-        wants_json = False
-    if wants_json:
-        return {"error": body}, 500
-    return body, 500, {"Content-Type": "text/plain; charset=utf-8"}
-
-
-def _make_alert_log(app_name: str) -> logging.Logger:
-    """A logger of this app's alerts, outside the logging manager (one per state).
-
-    Its parent is ``flask_alerting.alerts``, so ordinary logging configuration applies.
-    """
-    log = logging.Logger(f"flask_alerting.alerts.{app_name}", logging.DEBUG)
-    log.parent = _alerts_parent
-    return log
-
-
-def _wants_json() -> bool:
-    # Raw environ first: parsing Content-Type and Accept costs more than the rest of the
-    # 500 response, and most requests name JSON in neither.
-    environ = request.environ
-    if "json" in environ.get("CONTENT_TYPE", "") and request.is_json:
-        return True
-    if "json" not in environ.get("HTTP_ACCEPT", ""):
-        return False
-    # On a tie (*/*, or no Accept header) the first entry, HTML, wins.
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"

@@ -1,6 +1,6 @@
 """Opening the files flask-alerting shares between the processes of one user, safely.
 
-The metrics lock file (with the rule states it records) and, later, the shared store live
+The metrics lock file (with the rule states it records) and the SQLite store's files live
 at predictable paths, possibly in a directory other users can write to. Another local
 user must not be able to plant a file there that we then trust: one they can lock (so
 that no process of ours ever samples), one holding forged state (so that nothing ever
@@ -136,8 +136,8 @@ def check_private(fd: int, path: str) -> None:
     """
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "not a regular file"
-        raise UnsafeFileError(errno.EINVAL, f"{path} is {kind}")
+        kind = "a FIFO, not" if stat.S_ISFIFO(info.st_mode) else "not"
+        raise UnsafeFileError(errno.EINVAL, f"{path} is {kind} a regular file")
     _check_owner(info, path)
     if info.st_nlink != 1:
         raise UnsafeFileError(
@@ -151,5 +151,5 @@ def _check_owner(info: os.stat_result, path: str) -> None:
     uid = our_uid()
     if uid is not None and info.st_uid != uid:
         raise UnsafeFileError(
-            errno.EPERM, f"{path} belongs to uid {info.st_uid}, not to this process's uid {uid}"
+            errno.EPERM, f"{path} is owned by uid {info.st_uid}, not by this process's uid {uid}"
         )

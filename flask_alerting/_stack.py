@@ -50,7 +50,7 @@ def call_with_headroom(func: Callable[..., Any], *args: Any, **kwargs: Any) -> N
     limit (see the module's docstring), and never ``RecursionError``.
 
     ``func`` must report its own errors (the callers here run under
-    :func:`~flask_alerting._worker.guard`): on the fresh stack, what it raises is dropped.
+    :func:`~flask_alerting._lifecycle.guard`): on the fresh stack, what it raises is dropped.
     """
     try:
         room = has_headroom()

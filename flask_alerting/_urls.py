@@ -2,7 +2,9 @@
 
 Webhook and chat URLs often *are* the secret (a Slack hook's path, a token in the query
 string, ``user:password@`` in the authority), so wherever a URL is shown (logs, errors,
-``flask alerting status``, ``describe()``) only its scheme, host and port remain.
+``flask alerting status``, ``describe()``) only its scheme, host and port remain
+(:func:`mask_url`). A storage URI keeps its path and database, and loses only its
+password (:func:`mask_uri`).
 
 Pure code: no Flask, no I/O.
 """
@@ -22,6 +24,14 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _URL_SEPARATOR = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+def _split_authority(rest: str) -> tuple[str, str]:
+    """What follows ``scheme://``, as its authority (``user:pw@host:port``) and the rest
+    (path, query, fragment)."""
+    ends = [index for index in map(rest.find, "/?#") if index != -1]
+    end = min(ends, default=len(rest))
+    return rest[:end], rest[end:]
+
+
 def mask_url(url: str) -> str:
     """``url`` with its credentials hidden: user info, path, query and fragment.
 
@@ -34,13 +44,7 @@ def mask_url(url: str) -> str:
     if not match:
         return MASK
     scheme = match.group(0)
-    rest = text[len(scheme) :]
-    authority_end = len(rest)
-    for sep in "/?#":
-        index = rest.find(sep)
-        if index != -1:
-            authority_end = min(authority_end, index)
-    authority, tail = rest[:authority_end], rest[authority_end:]
+    authority, tail = _split_authority(text[len(scheme) :])
     userinfo, at, hostport = authority.rpartition("@")
     shown = f"{scheme.lower()}{MASK + '@' if at else ''}{hostport}"
     if any(ch.isspace() or not ch.isprintable() for ch in shown):
@@ -67,13 +71,7 @@ def url_secrets(url: str) -> list[str]:
     (raw and percent-decoded), longest first."""
     text = str(url).strip()
     match = _SCHEME.match(text)
-    rest = text[len(match.group(0)) :] if match else text
-    authority_end = len(rest)
-    for sep in "/?#":
-        index = rest.find(sep)
-        if index != -1:
-            authority_end = min(authority_end, index)
-    authority, tail = rest[:authority_end], rest[authority_end:]
+    authority, tail = _split_authority(text[len(match.group(0)) :] if match else text)
     userinfo, at, _ = authority.rpartition("@")
     parts: set[str] = set()
     if at and userinfo:
@@ -133,3 +131,24 @@ def is_http_url(url: str) -> bool:
         and bool(parts.hostname)
         and not any(ch.isspace() or not ch.isprintable() for ch in url)
     )
+
+
+_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;])(?:password|pass|pwd|token)=)[^&;#]*")
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (for logs, errors and reprs)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    head, qmark, query = rest.partition("?")
+    # The authority may hold a raw "/" inside a password: look up to the last "@"
+    # before the query, except for unix sockets whose path follows the authority.
+    authority = head.split("/", 1)[0] if scheme.lower() == "unix" else head
+    if "@" in authority:
+        userinfo, _, _ = authority.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        masked = f"{user}:***" if colon else "***"
+        head = masked + head[len(userinfo) :]
+    query = _QUERY_SECRET.sub(r"\1***", query)
+    return f"{scheme}{sep}{head}{qmark}{query}"

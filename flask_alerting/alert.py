@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 Kind = Literal["error", "metric", "timing", "custom"]
 Severity = Literal["info", "warning", "error", "critical"]
@@ -183,3 +183,9 @@ class PendingAlert:
 
     def __call__(self) -> Alert | None:
         return self.build() if self.build is not None else None
+
+
+#: What a source hands to the delivery pipeline: an :class:`Alert`, or a callable that
+#: builds one on the dispatch thread (a :class:`PendingAlert`, or a plain builder), so that
+#: formatting happens off the request path. A builder returning None sends nothing.
+AlertItem: TypeAlias = "Alert | Callable[[], Alert | None]"

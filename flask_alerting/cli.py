@@ -19,6 +19,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 
+from ._state import State, get_state
 from .alert import Alert
 from .config import ConfigurationError, ConfigVars
 from .metrics.rules import fmt_duration
@@ -69,14 +70,11 @@ EXIT_BREACHED = 1
 EXIT_PROBE_FAILED = 1
 
 
-def _state() -> Any:
-    state = current_app.extensions.get("alerting")
-    if state is None:
-        raise click.ClickException(
-            f"flask-alerting is not initialised on app {current_app.name!r} "
-            "(call FlaskAlerting(app) or alerting.init_app(app) in the app factory)"
-        )
-    return state
+def _state() -> State:
+    try:
+        return get_state(current_app)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @alerting_cli.command("test", with_appcontext=False)

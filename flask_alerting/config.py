@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping
-from email.utils import formataddr, parseaddr
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from ._urls import is_http_url, mask_scheme_only, mask_url, split_urls
+from . import _parsers as parse
+from ._parsers import Invalid, Parser
+from ._urls import mask_scheme_only, mask_url
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -105,303 +104,11 @@ def _masked_urls(key: str, value: object) -> str:
     return repr(type(value).__name__)
 
 
-# -- parsers: each takes (key, raw value) and returns the clean value or raises ---------------
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigurationError(key, "a boolean", value)
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ConfigurationError(key, "a number", value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(key, "a number", value) from None
-    if not math.isfinite(number):
-        raise ConfigurationError(key, "a finite number", value)
-    return number
-
-
-def _bounded(
-    expected: str, ok: Callable[[float], bool]
-) -> Callable[[str, Any], float]:
-    def parse(key: str, value: Any) -> float:
-        number = _number(key, value)
-        if not ok(number):
-            raise ConfigurationError(key, expected, value)
-        return number
-
-    return parse
-
-
-_positive = _bounded("a number of seconds > 0", lambda n: n > 0)
-_non_negative = _bounded("a number of seconds >= 0", lambda n: n >= 0)
-_percent = _bounded("a percentage between 0 and 100", lambda n: 0 <= n <= 100)
-_positive_amount = _bounded("a number > 0", lambda n: n > 0)
-
-
-def _existing_path(key: str, value: Any) -> str:
-    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise ConfigurationError(key, "a path", value)
-    path = os.fspath(value)
-    if not os.path.exists(path):
-        raise ConfigurationError(key, "an existing path", value)
-    return path
-
-
-def _optional(parser: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    def parse(key: str, value: Any) -> Any:
-        return None if value is None else parser(key, value)
-
-    return parse
-
-
-def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
-    def parse(key: str, value: Any) -> int:
-        if isinstance(value, bool):
-            raise ConfigurationError(key, f"an integer >= {minimum}", value)
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(key, f"an integer >= {minimum}", value) from None
-        fractional = not isinstance(value, str) and number != value
-        if fractional or number < minimum:
-            raise ConfigurationError(key, f"an integer >= {minimum}", value)
-        return number
-
-    return parse
-
-
-def _rate_limit(key: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    try:
-        return _int_at_least(0)(key, value)
-    except ConfigurationError:
-        raise ConfigurationError(
-            key, "an integer >= 0 (alerts a minute; 0 or None: no limit)", value
-        ) from None
-
-
-def _port(key: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    port = _int_at_least(1)(key, value)
-    if port > 65535:
-        raise ConfigurationError(key, "a TCP port between 1 and 65535", value)
-    return port
-
-
-def _text(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(key, "a non-empty string", value)
-    if any(ch in value for ch in "\r\n\0"):
-        raise ConfigurationError(key, "a string without line breaks or NUL", value)
-    return value.strip()
-
-
-def _secret(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigurationError(key, "a string", value)
-    return value
-
-
-def _security(key: str, value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in SMTP_PORTS:
-        return value.strip().lower()
-    raise ConfigurationError(key, "one of 'ssl', 'starttls', 'none'", value)
-
-
-def _file(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise ConfigurationError(key, "a file path", value)
-    return os.fspath(value)
-
-
-def _writable_file(key: str, value: Any) -> str | None:
-    # The log handler opens the file lazily: check now, so a typo fails at init_app.
-    path = _file(key, value)
-    if path is None:
-        return None
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.path.isdir(directory):
-        raise ConfigurationError(key, "a file path in an existing directory", value)
-    target = path if os.path.exists(path) else directory
-    if not os.access(target, os.W_OK):
-        raise ConfigurationError(key, "a writable file path", value)
-    return path
-
-
-def _existing_file(key: str, value: Any) -> str | None:
-    path = _file(key, value)
-    if path is not None and not os.path.isfile(path):
-        raise ConfigurationError(key, "the path of an existing PEM file", value)
-    return path
-
-
-def _string_items(key: str, value: Any, expected: str, item_expected: str) -> list[str]:
-    """A list of strings, or a comma-separated string, as a list of stripped strings."""
-    items: Iterable[Any]
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        items = value
-    else:
-        raise ConfigurationError(key, expected, value)
-    if not all(isinstance(item, str) for item in items):
-        raise ConfigurationError(key, item_expected, value)
-    return [item.strip() for item in items]
-
-
-#: An addr-spec as it may stand in an SMTP envelope: one ``@``, no blanks, quotes,
-#: brackets or separators (quoted local parts are refused: nobody alerts one).
-_ADDR_SPEC = re.compile(r'[^@\s<>()\[\],;:\\"]+@[^@\s<>()\[\],;:\\"]+')
-#: One address or more between commas and semicolons (outside quotes and brackets).
-_CHUNK = re.compile(r'(?:"[^"]*"|<[^>]*>|[^,;"<])+')
-
-
-def _valid_addr_spec(addr: str) -> bool:
-    if not _ADDR_SPEC.fullmatch(addr):
-        return False
-    domain = addr.rpartition("@")[2]
-    return not (domain.startswith(".") or domain.endswith(".") or ".." in domain)
-
-
-def parse_addresses(value: str | Iterable[str]) -> list[str]:
-    """E-mail addresses from a string or a list of strings.
-
-    Addresses are separated by commas, semicolons or blanks (``"a@x.org; b@y.org"``,
-    ``"a@x.org b@y.org"``); one with a display name (``"Ops Team <ops@x.org>"``) ends at
-    the next comma or semicolon. Each is checked with :func:`email.utils.parseaddr`.
-
-    :raises ValueError: naming the first string that is not an address.
-    """
-    items = [value] if isinstance(value, str) else list(value)
-    addresses: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError(f"{item!r} is not a string")
-        if any(ch in item for ch in "\r\n\0"):
-            raise ValueError(f"{item!r} holds a line break or NUL")
-        for chunk in _CHUNK.findall(item):
-            chunk = chunk.strip()
-            if not chunk:
-                continue
-            # "Name <addr>" is one address; otherwise blanks separate bare addresses.
-            for part in [chunk] if "<" in chunk or '"' in chunk else chunk.split():
-                name, addr = parseaddr(part)
-                whole = part.endswith(f"<{addr}>") if "<" in part else part == addr
-                if not (addr and whole and _valid_addr_spec(addr)):
-                    raise ValueError(f"{part!r} is not an e-mail address")
-                addresses.append(formataddr((name, addr)) if name else addr)
-    return addresses
-
-
-def _addresses(key: str, value: Any) -> list[str]:
-    if not isinstance(value, (str, list, tuple, set, frozenset)):
-        raise ConfigurationError(
-            key, "e-mail addresses: a list, or a string separated by commas", value
-        )
-    try:
-        return parse_addresses(value)
-    except ValueError as exc:
-        raise ConfigurationError(
-            key, f"e-mail addresses like admin@example.com ({exc})", value
-        ) from None
-
-
-def _recipients(key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    return tuple(_addresses(key, value))
-
-
-def _sender(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(key, "an e-mail address", value)
-    addresses = _addresses(key, value)
-    if len(addresses) != 1:
-        raise ConfigurationError(key, "one e-mail address", value)
-    return addresses[0]
-
-
-def _error_response(key: str, value: Any) -> str | None:
-    if value is False or value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    raise ConfigurationError(
-        key, "a string, or None/False to keep Flask's own error response", value
-    )
-
-
-def _field_names(key: str, value: Any) -> tuple[str, ...]:
-    expected = "field names: a list of strings or a comma-separated string"
-    if value is None:
-        return ()
-    names: list[str] = []
-    for name in _string_items(key, value, expected, expected):
-        if not name and not isinstance(value, str):
-            raise ConfigurationError(key, "non-empty field names", value)
-        if name and name not in names:
-            names.append(name)
-    return tuple(sorted(names))
-
-
-def _http_url(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not is_http_url(value.strip()):
-        raise ConfigurationError(key, "an http:// or https:// URL", value)
-    return value.strip()
-
-
-def _webhook_format(key: str, value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in ("json", "slack"):
-        return value.strip().lower()
-    raise ConfigurationError(key, "'json' or 'slack'", value)
-
-
-def _url_list(key: str, value: Any) -> tuple[str, ...]:
-    expected = "a list of URLs or a string of URLs separated by commas or blanks"
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        urls = split_urls(value)
-    elif isinstance(value, (list, tuple)):
-        if not all(isinstance(url, str) for url in value):
-            raise ConfigurationError(key, expected, value)
-        urls = [url.strip() for url in value if url.strip()]
-    else:
-        raise ConfigurationError(key, expected, value)
-    for url in urls:
-        scheme, sep, rest = url.partition("://")
-        if not sep or not scheme or not rest or any(ch.isspace() for ch in url):
-            raise ConfigurationError(key, "URLs like slack://... or json://host/path", value)
-    return tuple(urls)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Key:
     name: str
     default: Any
-    parse: Callable[[str, Any], Any]
+    parse: Parser
     doc: str
 
 
@@ -409,76 +116,100 @@ class _Key:
 #: filled in by :func:`load_config` (they depend on other keys or on the app).
 _DYNAMIC = object()
 KEYS: dict[str, _Key] = {
-    "enabled": _Key(ConfigVars.ENABLED, True, _bool, "master switch"),
-    "smtp_host": _Key(ConfigVars.SMTP_HOST, None, _text, "SMTP server host name"),
-    "smtp_port": _Key(ConfigVars.SMTP_PORT, None, _port, "SMTP port"),
-    "smtp_security": _Key(ConfigVars.SMTP_SECURITY, "ssl", _security, "ssl/starttls/none"),
-    "smtp_username": _Key(ConfigVars.SMTP_USERNAME, None, _text, "SMTP login"),
-    "smtp_password": _Key(ConfigVars.SMTP_PASSWORD, _DYNAMIC, _secret, "SMTP password"),
-    "smtp_timeout": _Key(ConfigVars.SMTP_TIMEOUT, 10.0, _positive, "SMTP socket timeout"),
-    "smtp_ca_file": _Key(ConfigVars.SMTP_CA_FILE, None, _existing_file, "private CA (PEM)"),
-    "mail_sender": _Key(ConfigVars.MAIL_SENDER, None, _sender, "From address"),
-    "mail_recipients": _Key(ConfigVars.MAIL_RECIPIENTS, None, _recipients, "To addresses"),
-    "subject_prefix": _Key(ConfigVars.SUBJECT_PREFIX, _DYNAMIC, _text, "subject prefix"),
-    "log_file": _Key(ConfigVars.LOG_FILE, None, _writable_file, "alert log file"),
-    "slow_threshold": _Key(ConfigVars.SLOW_THRESHOLD, 2.0, _positive, "default timed threshold"),
-    "slow_request_threshold": _Key(
-        ConfigVars.SLOW_REQUEST_THRESHOLD, None, _optional(_positive), "slow request threshold"
+    "enabled": _Key(ConfigVars.ENABLED, True, parse.boolean, "master switch"),
+    "smtp_host": _Key(ConfigVars.SMTP_HOST, None, parse.text, "SMTP server host name"),
+    "smtp_port": _Key(ConfigVars.SMTP_PORT, None, parse.port, "SMTP port"),
+    "smtp_security": _Key(
+        ConfigVars.SMTP_SECURITY, "ssl", parse.one_of(SMTP_PORTS), "ssl/starttls/none"
     ),
-    "metrics_enabled": _Key(ConfigVars.METRICS_ENABLED, _DYNAMIC, _bool, "metrics sampler"),
+    "smtp_username": _Key(ConfigVars.SMTP_USERNAME, None, parse.text, "SMTP login"),
+    "smtp_password": _Key(ConfigVars.SMTP_PASSWORD, _DYNAMIC, parse.secret, "SMTP password"),
+    "smtp_timeout": _Key(ConfigVars.SMTP_TIMEOUT, 10.0, parse.positive, "SMTP socket timeout"),
+    "smtp_ca_file": _Key(ConfigVars.SMTP_CA_FILE, None, parse.existing_file, "private CA (PEM)"),
+    "mail_sender": _Key(ConfigVars.MAIL_SENDER, None, parse.sender, "From address"),
+    "mail_recipients": _Key(ConfigVars.MAIL_RECIPIENTS, None, parse.recipients, "To addresses"),
+    "subject_prefix": _Key(ConfigVars.SUBJECT_PREFIX, _DYNAMIC, parse.text, "subject prefix"),
+    "log_file": _Key(ConfigVars.LOG_FILE, None, parse.writable_file, "alert log file"),
+    "slow_threshold": _Key(
+        ConfigVars.SLOW_THRESHOLD, 2.0, parse.positive, "default timed threshold"
+    ),
+    "slow_request_threshold": _Key(
+        ConfigVars.SLOW_REQUEST_THRESHOLD,
+        None,
+        parse.optional(parse.positive),
+        "slow request threshold",
+    ),
+    "metrics_enabled": _Key(ConfigVars.METRICS_ENABLED, _DYNAMIC, parse.boolean, "metrics sampler"),
     "cpu_threshold": _Key(
-        ConfigVars.CPU_THRESHOLD, 80.0, _optional(_percent), "CPU percent (None: rule off)"
+        ConfigVars.CPU_THRESHOLD,
+        80.0,
+        parse.optional(parse.percent),
+        "CPU percent (None: rule off)",
     ),
     "memory_threshold": _Key(
-        ConfigVars.MEMORY_THRESHOLD, 80.0, _optional(_percent), "memory percent (None: off)"
+        ConfigVars.MEMORY_THRESHOLD,
+        80.0,
+        parse.optional(parse.percent),
+        "memory percent (None: off)",
     ),
-    "metrics_interval": _Key(ConfigVars.METRICS_INTERVAL, 5.0, _positive, "sampling interval"),
-    "metrics_for": _Key(ConfigVars.METRICS_FOR, 30.0, _non_negative, "breach duration"),
+    "metrics_interval": _Key(ConfigVars.METRICS_INTERVAL, 5.0, parse.positive, "sampling interval"),
+    "metrics_for": _Key(ConfigVars.METRICS_FOR, 30.0, parse.non_negative, "breach duration"),
     "metrics_hysteresis": _Key(
-        ConfigVars.METRICS_HYSTERESIS, 5.0, _percent, "points below threshold to resolve"
+        ConfigVars.METRICS_HYSTERESIS, 5.0, parse.percent, "points below threshold to resolve"
     ),
     "metrics_repeat_seconds": _Key(
-        ConfigVars.METRICS_REPEAT_SECONDS, 3600.0, _positive, "reminder interval"
+        ConfigVars.METRICS_REPEAT_SECONDS, 3600.0, parse.positive, "reminder interval"
     ),
     "metrics_lock_file": _Key(
-        ConfigVars.METRICS_LOCK_FILE, None, _file, "lock file electing the sampling process"
+        ConfigVars.METRICS_LOCK_FILE, None, parse.file, "lock file electing the sampling process"
     ),
-    "disk_path": _Key(ConfigVars.DISK_PATH, "/", _existing_path, "path of the disk rule"),
+    "disk_path": _Key(ConfigVars.DISK_PATH, "/", parse.existing_path, "path of the disk rule"),
     "disk_threshold": _Key(
-        ConfigVars.DISK_THRESHOLD, None, _optional(_percent), "disk percent used (None: off)"
+        ConfigVars.DISK_THRESHOLD,
+        None,
+        parse.optional(parse.percent),
+        "disk percent used (None: off)",
     ),
     "swap_threshold": _Key(
-        ConfigVars.SWAP_THRESHOLD, None, _optional(_percent), "swap percent used (None: off)"
+        ConfigVars.SWAP_THRESHOLD,
+        None,
+        parse.optional(parse.percent),
+        "swap percent used (None: off)",
     ),
     "rss_threshold": _Key(
-        ConfigVars.RSS_THRESHOLD, None, _optional(_positive_amount), "process RSS, MiB"
+        ConfigVars.RSS_THRESHOLD, None, parse.optional(parse.positive_amount), "process RSS, MiB"
     ),
     "load_threshold": _Key(
-        ConfigVars.LOAD_THRESHOLD, None, _optional(_positive_amount), "1-min load per core"
+        ConfigVars.LOAD_THRESHOLD,
+        None,
+        parse.optional(parse.positive_amount),
+        "1-min load per core",
     ),
-    "throttle_seconds": _Key(ConfigVars.THROTTLE_SECONDS, 300.0, _non_negative, "throttle"),
+    "throttle_seconds": _Key(ConfigVars.THROTTLE_SECONDS, 300.0, parse.non_negative, "throttle"),
     "rate_limit": _Key(
-        ConfigVars.RATE_LIMIT, DEFAULT_RATE_LIMIT, _rate_limit, "alerts a minute per notifier"
+        ConfigVars.RATE_LIMIT, DEFAULT_RATE_LIMIT, parse.rate_limit, "alerts a minute per notifier"
     ),
-    "queue_size": _Key(ConfigVars.QUEUE_SIZE, 1000, _int_at_least(1), "delivery queue bound"),
-    "retry_seconds": _Key(ConfigVars.RETRY_SECONDS, 3600.0, _non_negative, "retry period"),
+    "queue_size": _Key(ConfigVars.QUEUE_SIZE, 1000, parse.int_at_least(1), "delivery queue bound"),
+    "retry_seconds": _Key(ConfigVars.RETRY_SECONDS, 3600.0, parse.non_negative, "retry period"),
     "shutdown_timeout": _Key(
-        ConfigVars.SHUTDOWN_TIMEOUT, 5.0, _non_negative, "flush time at exit"
+        ConfigVars.SHUTDOWN_TIMEOUT, 5.0, parse.non_negative, "flush time at exit"
     ),
     "error_response": _Key(
-        ConfigVars.ERROR_RESPONSE, None, _error_response, "500 body (None: Flask's own)"
+        ConfigVars.ERROR_RESPONSE, None, parse.error_response, "500 body (None: Flask's own)"
     ),
     "scrub_fields": _Key(
-        ConfigVars.SCRUB_FIELDS, (), _field_names, "more names whose values are filtered"
+        ConfigVars.SCRUB_FIELDS, (), parse.field_names, "more names whose values are filtered"
     ),
     "alertmanager_url": _Key(
-        ConfigVars.ALERTMANAGER_URL, None, _http_url, "Prometheus Alertmanager base URL"
+        ConfigVars.ALERTMANAGER_URL, None, parse.http_url, "Prometheus Alertmanager base URL"
     ),
-    "webhook_url": _Key(ConfigVars.WEBHOOK_URL, None, _http_url, "webhook URL"),
-    "webhook_format": _Key(ConfigVars.WEBHOOK_FORMAT, "json", _webhook_format, "json/slack"),
-    "apprise_urls": _Key(ConfigVars.APPRISE_URLS, (), _url_list, "Apprise URLs"),
+    "webhook_url": _Key(ConfigVars.WEBHOOK_URL, None, parse.http_url, "webhook URL"),
+    "webhook_format": _Key(
+        ConfigVars.WEBHOOK_FORMAT, "json", parse.one_of(("json", "slack")), "json/slack"
+    ),
+    "apprise_urls": _Key(ConfigVars.APPRISE_URLS, (), parse.url_list, "Apprise URLs"),
     "show_cookie_values": _Key(
-        ConfigVars.SHOW_COOKIE_VALUES, False, _bool, "cookie values in alerts (scrubbed)"
+        ConfigVars.SHOW_COOKIE_VALUES, False, parse.boolean, "cookie values in alerts (scrubbed)"
     ),
 }
 
@@ -613,7 +344,10 @@ def load_config(
         if raw is _DYNAMIC:
             values[attr] = _DYNAMIC
             continue
-        values[attr] = key.parse(key.name, raw)
+        try:
+            values[attr] = key.parse(raw)
+        except Invalid as exc:
+            raise ConfigurationError(key.name, exc.expected, raw) from None
 
     if values["smtp_password"] is _DYNAMIC:
         values["smtp_password"] = os.environ.get("EMAIL_PASSWORD")

@@ -372,15 +372,26 @@ class Dispatcher:
 
     def counts_only(self) -> bool:
         """Whether a suppressed, already-logged occurrence needs nothing but counting:
-        no log file to write and nobody listening to the signals.
-
-        Also read by sources on their own thread (see ``_State.counts_only``).
-        """
+        no log file to write and nobody listening to the signals."""
         return (
             not self.wants_logged()
             and not alert_raised.receivers
             and not alert_suppressed.receivers
         )
+
+    def would_only_count(self, fingerprint: str) -> bool:
+        """Whether an already-logged occurrence of ``fingerprint`` raised now would only
+        be counted (into a digest, or into a flood summary), so that its source may skip
+        capturing details.
+
+        Read on the source's thread without a lock: a membership test on the throttle's
+        dict and a look at one float of the flood guard are atomic, and a window that
+        closes meanwhile is handled here (see :meth:`dispatch_pending`).
+        """
+        guard = self.guard
+        return (
+            self.throttle.suppresses(fingerprint) or (guard is not None and guard.folding())
+        ) and self.counts_only()
 
     def tick(self) -> float | None:
         """Deliver digests (and the flood summary) that are due; return when the next one

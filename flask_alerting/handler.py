@@ -15,13 +15,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._worker import guard
+from ._lifecycle import guard
 from .capture import LOG_RECORD_EXCEPTION, capture_log_record, is_captured
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ._extension import FlaskAlerting, _State
+    from ._extension import FlaskAlerting
+    from ._state import State
 
 #: Loggers whose records are never turned into alerts: flask-alerting's own, so that a
 #: report about a failing delivery cannot become an alert that fails to be delivered.
@@ -97,7 +98,7 @@ class AlertingHandler(logging.Handler):
         finally:
             _local.active = False
 
-    def _state(self) -> _State | None:
+    def _state(self) -> State | None:
         if self.app is not None:
             try:
                 return self.alerting._get_state(self.app)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._state import get_state
 from .signals import alert_raised, send_safely
 
 if TYPE_CHECKING:
@@ -33,31 +34,17 @@ def record_alerts(app: Flask) -> Iterator[list[Alert]]:
     Alerts are built at once, in the thread that raises them, so the list is complete as
     soon as the statement that raised them returns; ``alert_raised`` is still sent. The
     throttle is bypassed: every raised alert is recorded. Nothing reaches the notifiers.
+    Built on the pipeline's public seam,
+    :meth:`~flask_alerting.delivery.Pipeline.divert`.
 
     :raises RuntimeError: when flask-alerting is not initialised on ``app``.
     """
-    state = app.extensions.get("alerting")
-    if state is None:
-        raise RuntimeError(
-            f"flask-alerting is not initialised on app {app.name!r}: did you call "
-            "alerting.init_app(app)?"
-        )
+    pipeline = get_state(app).pipeline
     alerts: list[Alert] = []
 
-    def submit(item: Any) -> None:
-        alert = item if not callable(item) else item()
-        if alert is not None:
-            alerts.append(alert)
-            send_safely(alert_raised, app, alert=alert)
+    def record(alert: Alert) -> None:
+        alerts.append(alert)
+        send_safely(alert_raised, app, alert=alert)
 
-    # Sources call state.submit(); an instance attribute shadows the method, so the
-    # normal path pays nothing for this feature.
-    previous = state.__dict__.get("submit")
-    state.submit = submit
-    try:
+    with pipeline.divert(record):
         yield alerts
-    finally:
-        if previous is None:
-            del state.submit
-        else:
-            state.submit = previous

@@ -26,7 +26,6 @@ import functools
 import inspect
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -37,7 +36,8 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from flask import Flask, Response, g, has_request_context, request
 
-from ._worker import guard
+from . import _lifecycle
+from ._lifecycle import guard
 from .alert import Alert, make_fingerprint, utcnow
 from .config import KEYS, Config
 from .render import fmt_seconds
@@ -341,8 +341,7 @@ def _after_fork_in_child() -> None:
         timing._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_lifecycle.after_fork("timing", _after_fork_in_child)
 
 
 def _check_threshold(threshold: float | None) -> float | None:

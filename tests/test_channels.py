@@ -26,8 +26,8 @@ from flask_alerting import (
     TransientError,
     WebhookNotifier,
 )
-from flask_alerting._worker import NotifierWorker
 from flask_alerting.config import load_config
+from flask_alerting.delivery import NotifierWorker
 from tests.conftest import FakeClock
 
 SECRET = "pw-5ecret-9931"

@@ -243,7 +243,7 @@ def test_a_storm_that_overflows_the_queue_is_still_counted_in_full(
     with alert_dropped.connected_to(lambda sender, **kw: dropped.append(kw), app):
         for n in range(1, 51):
             assert client.get(f"/fail/{n}").status_code == 500
-        assert len(state.pipeline._overflow_counts) == 1  # the queue did overflow
+        assert len(state.pipeline.overflow.counts) == 1  # the queue did overflow
         gate.set()
         assert alerting.flush(5)
     clock.advance(60)

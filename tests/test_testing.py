@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from flask_alerting import FlaskAlerting, MemoryNotifier, alert_raised
+from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_raised
+from flask_alerting.alert import PendingAlert
 from flask_alerting.testing import record_alerts
 
 
@@ -124,3 +125,59 @@ def test_record_alerts_records_the_metrics_samplers_alerts(
     assert [(a.kind, a.labels["metric"]) for a in alerts[:1]] == [("metric", "queue-depth")]
     assert alerting.flush(5)
     assert memory.alerts == []  # recorded, not delivered
+
+
+def test_pipeline_divert_hands_built_alerts_to_the_sink(
+    app: Flask, memory: MemoryNotifier, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    """The public seam under record_alerts: while diverted, what is submitted is built on
+    the submitting thread and handed to the sink; nothing is signalled, throttled or
+    delivered. Blocks nest, and the pipeline delivers again once they are over."""
+    alerting = make_alerting(app, notifiers=[memory])
+    pipeline = app.extensions["alerting"].pipeline
+    later = Alert(title="built later", labels={"app": app.name})
+    outer: list[Alert] = []
+    inner: list[Alert] = []
+    raised: list[Alert] = []
+    with alert_raised.connected_to(lambda sender, alert: raised.append(alert), app):
+        with pipeline.divert(outer.append):
+            pipeline.submit(Alert(title="direct", labels={"app": app.name}))
+            with pipeline.divert(inner.append):
+                pipeline.submit(lambda: later)
+                pipeline.submit(lambda: None)  # a builder with nothing to send
+            pipeline.submit(PendingAlert(lambda: later, later.fingerprint, later.timestamp))
+        assert [a.title for a in outer] == ["direct", "built later"]
+        assert inner == [later]
+        assert raised == []  # the sink decides what to signal (record_alerts does)
+        pipeline.submit(Alert(title="delivered", labels={"app": app.name}))
+        assert alerting.flush(5)
+    assert [a.title for a in memory.alerts] == ["delivered"]
+    assert [a.title for a in raised] == ["delivered"]
+
+
+def test_record_alerts_records_every_occurrence_of_a_storm_in_full(
+    app: Flask, memory: MemoryNotifier, make_alerting: Callable[..., FlaskAlerting]
+) -> None:
+    """Outside the block, an occurrence of an error whose throttle window is open is only
+    counted (its source captures no details); inside it, every one is recorded in full."""
+    alerting = make_alerting(app, notifiers=[memory], throttle_seconds=60)
+
+    @app.route("/fail")
+    def fail() -> str:
+        raise ValueError("storm")
+
+    client = app.test_client()
+    assert client.get("/fail").status_code == 500
+    assert alerting.flush(5)  # the window is open now
+    state = app.extensions["alerting"]
+    fingerprint = memory.alerts[0].fingerprint
+    assert state.counts_only(fingerprint)
+    with record_alerts(app) as alerts:
+        assert not state.counts_only(fingerprint)
+        for _ in range(3):
+            assert client.get("/fail").status_code == 500
+    assert state.counts_only(fingerprint)
+    assert len(alerts) == 3
+    assert all(a.traceback and "ValueError: storm" in a.traceback for a in alerts)
+    assert alerting.flush(5)
+    assert len(memory.alerts) == 1  # the recorded ones were not delivered

@@ -28,7 +28,7 @@ from flask_alerting import (
     alert_sent,
 )
 from flask_alerting._urls import mask_scheme_only, mask_secrets, mask_url, split_urls
-from flask_alerting._worker import NotifierWorker
+from flask_alerting.delivery import NotifierWorker
 from flask_alerting.notifiers._http import retry_after_seconds
 from flask_alerting.notifiers.webhook import alert_json, slack_text
 from tests.conftest import FakeClock

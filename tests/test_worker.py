@@ -32,7 +32,7 @@ from flask_alerting import (
     alert_failed,
     alert_sent,
 )
-from flask_alerting._worker import NotifierWorker
+from flask_alerting.delivery import NotifierWorker
 from tests.conftest import FakeClock
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -287,6 +287,47 @@ def test_after_giving_up_the_next_alert_is_delivered(
     assert waits == [1, 2]  # failed at 0, 1 and 3 s: 3 s >= 2.5 s, given up
     assert [a.title for a in notifier.alerts] == ["later"]
     assert worker.failed == 1 and worker.sent == 1
+
+
+def test_inline_delivery_tries_once_and_a_stop_meanwhile_stays_stopped(
+    make_worker: Callable[..., tuple[NotifierWorker, list[float]]],
+    failures: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a thread (Python refuses new ones at exit) the queue is delivered on the
+    caller's thread by the same loop, one attempt per alert: a transient failure is
+    given up at once, never waited for. A stop() issued meanwhile (the exit hook's
+    shutdown) is not undone when the inline delivery ends."""
+    holder: list[NotifierWorker] = []
+
+    class StopsTheWorker(ScriptedNotifier):
+        def send(self, alert: Alert) -> None:
+            if alert.title == "stops":
+                holder[0].stop(0)  # what a concurrent shutdown() does
+            super().send(alert)
+
+    notifier = StopsTheWorker(TimeoutError("timed out"))
+    worker, waits = make_worker(notifier)
+    holder.append(worker)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        assert worker.put(alert("transient"))
+        assert worker.put(alert("stops"))
+        assert not worker.has_thread
+        worker.deliver_inline(time.monotonic() + 10.0)
+    assert waits == [] and notifier.attempts == 2
+    assert [f["will_retry"] for f in failures] == [False]
+    assert [a.title for a in notifier.alerts] == ["stops"]
+    # Threads may start again, but the worker was stopped: no thread, nothing sent.
+    worker.put(alert("after stop"))
+    assert not worker.has_thread
+    left, inflight = worker.stop(1.0)
+    assert [a.title for a in left] == ["after stop"] and inflight is None
+    assert [a.title for a in notifier.alerts] == ["stops"]
 
 
 # -- flush --------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from flask import has_request_context
 from flask import request as flask_request
 
+from .._lifecycle import guard
 from .._text import exception_text
-from .._worker import guard
 from ..alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
 from ..config import Config
 from ..scrub import Scrubber, bounded_copy, clean_text, cut, cut_middle, get_scrubber

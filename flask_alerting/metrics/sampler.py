@@ -29,7 +29,6 @@ follows the document.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
@@ -43,9 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-# Imported for its exit hook: atexit runs hooks last-registered-first, so registering ours
-# after the delivery pipeline's stops the samplers before the pipelines flush and close.
-from .. import _worker  # noqa: F401
+from .. import _lifecycle
 from .._files import UnsafeFileError, default_directory, open_private, private_directory
 from .._flask import in_reloader_parent
 from .._text import describe_exception
@@ -781,6 +778,5 @@ def _stop_all() -> None:
             logger.exception("flask-alerting: could not stop the metrics sampler at exit")
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_stop_all)
+_lifecycle.after_fork("metrics", _after_fork_in_child)
+_lifecycle.at_exit("metrics", _stop_all)

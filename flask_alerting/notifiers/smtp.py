@@ -19,8 +19,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
+from .._addresses import parse_addresses
 from ..alert import Alert
-from ..config import parse_addresses
 from ..render import html_body, subject, text_body
 from .base import Notifier
 

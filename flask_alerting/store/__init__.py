@@ -61,6 +61,7 @@ Alerts are stored as JSON (:func:`encode_alert` / :func:`decode_alert`, bounded 
 
 from __future__ import annotations
 
+from .._urls import mask_uri
 from .base import GRACE, MAX_AGE, MAX_RECORDS, MAX_WINDOWS, RETENTION, Limits, Store
 from .breaker import BreakerOpen, CircuitBreaker
 from .codec import CodecError, decode_alert, encode_alert
@@ -82,7 +83,7 @@ from .model import (
 from .process import ProcessId, current_process, is_alive
 from .redis import RedisStore
 from .sqlite import SQLiteStore
-from .uri import default_namespace, default_sqlite_path, mask_uri, parse_storage_uri
+from .uri import default_namespace, default_sqlite_path, parse_storage_uri
 
 __all__ = [
     "GRACE",

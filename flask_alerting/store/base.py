@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from .._urls import mask_uri
 from ..alert import Alert
 from .model import (
     Added,
@@ -71,8 +72,6 @@ class Store(abc.ABC):
     shared: ClassVar[bool] = True
 
     def __init__(self, uri: str, limits: Limits | None = None) -> None:
-        from .uri import mask_uri
-
         self.uri = mask_uri(uri)
         self.limits = limits or Limits()
 

@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .._files import UnsafeFileError, open_private
 from .base import (
     Limits,
     Store,
@@ -36,7 +37,7 @@ from .base import (
     record_number,
 )
 from .codec import decode_or_none, encode_alert
-from .errors import StoreError
+from .errors import ForeignFileError, StoreError
 from .model import (
     Added,
     Claim,
@@ -112,11 +113,9 @@ class SQLiteStore(Store):
     # -- connection and transactions ---------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        from ._files import check_private_file
-
-        check_private_file(self.path)
+        _check_private_file(self.path)
         for suffix in ("-wal", "-shm"):
-            check_private_file(self.path + suffix)
+            _check_private_file(self.path + suffix)
         uri = "file:" + urllib.parse.quote(self.path) + "?mode=rw"
         conn = sqlite3.connect(
             uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
@@ -460,3 +459,23 @@ def _record(row: Any) -> Record:
         except (ValueError, KeyError, TypeError):
             digest = None
     return Record(str(rid), owner, created, owed, alert, digest, recovered)
+
+
+def _check_private_file(path: str) -> None:
+    """Make sure ``path`` is a regular file of this user's with one link, creating it
+    ``0600``, as :func:`flask_alerting._files.open_private` says.
+
+    :raises ForeignFileError: it is a symbolic link, not a regular file, another user's
+        or another file's hard link: never used, never changed.
+    :raises StoreError: it cannot be opened or created (missing directory, no permission).
+    """
+    try:
+        fd = open_private(path)
+    except UnsafeFileError as exc:
+        raise ForeignFileError(
+            f"{exc.strerror}: it is never used. Remove it, or choose a path of your own "
+            "(ALERTING_STORAGE_URI)"
+        ) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    os.close(fd)

@@ -22,6 +22,7 @@ import re
 import tempfile
 import urllib.parse
 
+from .._urls import mask_uri
 from .base import Limits, Store
 from .errors import InvalidStorageURI
 
@@ -30,25 +31,6 @@ FORMS = (
     "rediss://..., or unix:///path/redis.sock?db=0"
 )
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&;])(?:password|pass|pwd|token)=)[^&;#]*")
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for logs, errors and reprs)."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return uri
-    head, qmark, query = rest.partition("?")
-    # The authority may hold a raw "/" inside a password: look up to the last "@"
-    # before the query, except for unix sockets whose path follows the authority.
-    authority = head.split("/", 1)[0] if scheme.lower() == "unix" else head
-    if "@" in authority:
-        userinfo, _, _ = authority.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        masked = f"{user}:***" if colon else "***"
-        head = masked + head[len(userinfo) :]
-    query = _QUERY_SECRET.sub(r"\1***", query)
-    return f"{scheme}{sep}{head}{qmark}{query}"
 
 
 def _slug(app_name: str) -> str:

@@ -107,6 +107,14 @@ def test_only_the_night_hours_fail(app: Flask, client: FlaskClient) -> None:
     assert failed == [0, 1, 2, 3, 4, 5, 6, 21, 22, 23]
 
 
+def test_alerts_go_to_a_sink_of_your_own(app: Flask, client: FlaskClient) -> None:
+    titles: list[str] = []
+    pipeline = app.extensions["alerting"].pipeline
+    with pipeline.divert(lambda alert: titles.append(alert.title)):
+        client.post("/", data={"hour": "3"})
+    assert titles == ["KeyError: 3 in prediction.index"]
+
+
 def test_a_slow_prediction_alerts(
     app: Flask,
     client: FlaskClient,
