@@ -38,8 +38,9 @@ from .capture import (
 )
 from .config import Config, ConfigurationError, check_options, load_config, unknown_keys
 from .dispatch import Clock
-from .metrics.rules import RuleSpec, RuleStatus
-from .metrics.sampler import CheckResult, build_sampler, resolve_spec
+from .metrics.builtin import build_sampler, resolve_spec
+from .metrics.rules import RuleSpec, RuleStatus, check_new_name
+from .metrics.sampler import CheckResult, Sampler
 from .notifiers._config import notifiers_from_config
 from .notifiers.base import Notifier, as_notifier
 from .notifiers.log import LEVELS, LogNotifier
@@ -75,7 +76,7 @@ class _State:
     pipeline: Pipeline
     alert_log: logging.Logger
     log_handler: logging.Handler | None = None
-    sampler: Any = None  # metrics.sampler.Sampler
+    sampler: Sampler = dataclasses.field(init=False)
     #: The only notifier is the LogNotifier used when none was configured.
     fallback: bool = False
 
@@ -578,12 +579,9 @@ class FlaskAlerting:
             display_name=display_name or "",
             unit=unit,
         )
-        if any(s.name == name for s in self._rule_specs):
-            raise ValueError(f"a metric rule named {name!r} already exists")
         states = [a.extensions[EXTENSION_KEY] for a in list(self._apps)]
-        for state in states:  # check every app first: all or nothing
-            if any(r.name == name for r in state.sampler.rules):
-                raise ValueError(f"a metric rule named {name!r} already exists")
+        # every app first: all or nothing
+        check_new_name(name, [*self._rule_specs, *(r for s in states for r in s.sampler.rules)])
         self._rule_specs.append(spec)
         for state in states:
             state.sampler.add(resolve_spec(spec, state.config))
@@ -594,7 +592,7 @@ class FlaskAlerting:
         In a process that does not sample (another gunicorn worker, the CLI), the states
         are those the sampling process of this host last recorded.
         """
-        return self._get_state(app).sampler.status()  # type: ignore[no-any-return]
+        return self._get_state(app).sampler.status()
 
     def check(self, app: Flask | None = None, *, window: float = 0.5) -> list[CheckResult]:
         """Sample every rule once now: ``(name, value, threshold, breached, error)`` each.
@@ -602,7 +600,7 @@ class FlaskAlerting:
         Changes no state and sends nothing. CPU percent is measured over ``window``
         seconds (this call blocks that long; it is meant for the CLI and health checks).
         """
-        return self._get_state(app).sampler.check(window)  # type: ignore[no-any-return]
+        return self._get_state(app).sampler.check(window)
 
     # -- delivery control ---------------------------------------------------------------
 
