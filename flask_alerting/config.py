@@ -22,7 +22,9 @@ Security = Literal["ssl", "starttls", "none"]
 
 #: Default of ALERTING_RATE_LIMIT (see :mod:`flask_alerting.flood`).
 DEFAULT_RATE_LIMIT = 20
-SMTP_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
+#: Each SMTP security (``ALERTING_SMTP_SECURITY``, ``SMTPNotifier(security=...)``) and
+#: its usual port, the default of ``ALERTING_SMTP_PORT``: the one table of them.
+SMTP_PORTS: dict[Security, int] = {"ssl": 465, "starttls": 587, "none": 25}
 
 
 class ConfigurationError(ValueError):
@@ -221,7 +223,7 @@ def _secret(key: str, value: Any) -> str | None:
 def _security(key: str, value: Any) -> str:
     if isinstance(value, str) and value.strip().lower() in SMTP_PORTS:
         return value.strip().lower()
-    raise ConfigurationError(key, "one of 'ssl', 'starttls', 'none'", value)
+    raise ConfigurationError(key, f"one of {', '.join(map(repr, SMTP_PORTS))}", value)
 
 
 def _file(key: str, value: Any) -> str | None:
@@ -412,7 +414,7 @@ KEYS: dict[str, _Key] = {
     "enabled": _Key(ConfigVars.ENABLED, True, _bool, "master switch"),
     "smtp_host": _Key(ConfigVars.SMTP_HOST, None, _text, "SMTP server host name"),
     "smtp_port": _Key(ConfigVars.SMTP_PORT, None, _port, "SMTP port"),
-    "smtp_security": _Key(ConfigVars.SMTP_SECURITY, "ssl", _security, "ssl/starttls/none"),
+    "smtp_security": _Key(ConfigVars.SMTP_SECURITY, "ssl", _security, "/".join(SMTP_PORTS)),
     "smtp_username": _Key(ConfigVars.SMTP_USERNAME, None, _text, "SMTP login"),
     "smtp_password": _Key(ConfigVars.SMTP_PASSWORD, _DYNAMIC, _secret, "SMTP password"),
     "smtp_timeout": _Key(ConfigVars.SMTP_TIMEOUT, 10.0, _positive, "SMTP socket timeout"),
