@@ -284,7 +284,7 @@ class Sampler:
         if self.reloader_parent():
             self.retire_for_reloader()
             return False
-        if not self.leader and not self._elect():
+        if not self._election.leader and not self._elect():
             return False
         self.sample()
         return True
