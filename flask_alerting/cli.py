@@ -23,9 +23,10 @@ from ._extension import EXTENSION_KEY, _State
 from ._version import installed_version
 from .alert import Alert
 from .config import SMTP_PORTS, ConfigurationError, ConfigVars
-from .metrics.rules import RuleStatus, fmt_duration
+from .metrics.rules import RuleStatus
 from .notifiers.base import Notifier
 from .notifiers.smtp import SMTPNotifier
+from .render import fmt_duration
 
 alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
 

@@ -62,6 +62,21 @@ def fmt_seconds(seconds: float) -> str:
     return f"{milliseconds:.1f} ms" if milliseconds < 10 else f"{milliseconds:.0f} ms"
 
 
+def fmt_duration(seconds: float) -> str:
+    """``45 s``, ``2 min 5 s``, ``3 h 2 min``, ``2 d 4 h``."""
+    seconds = max(0, int(round(seconds)))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
 def fmt_number(value: float) -> str:
     """A value as Python prints a float (``93.1``, ``80.0``), without float noise."""
     return repr(float(format(value, ".10g")))

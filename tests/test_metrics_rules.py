@@ -14,10 +14,9 @@ from flask_alerting.metrics.rules import (
     RuleMachine,
     RuleSpec,
     default_hysteresis,
-    fmt_duration,
     metric_alert,
 )
-from flask_alerting.render import fmt_number, log_line, text_body
+from flask_alerting.render import fmt_duration, fmt_number, log_line, text_body
 from tests.conftest import FakeClock
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

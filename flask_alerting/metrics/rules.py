@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..alert import SEVERITIES, Alert, Severity, make_fingerprint, one_line
 from ..dispatch import Clock
-from ..render import fmt_value
+from ..render import fmt_duration, fmt_value
 
 if TYPE_CHECKING:
     from .processes import TopProcess
@@ -357,21 +357,6 @@ class RuleMachine:
 
 
 # -- alerts -----------------------------------------------------------------------------------
-
-
-def fmt_duration(seconds: float) -> str:
-    """``45 s``, ``2 min 5 s``, ``3 h 2 min``, ``2 d 4 h``."""
-    seconds = max(0, int(round(seconds)))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
 
 
 def _process_lines(title: str, rows: Sequence[TopProcess], memory: bool) -> list[str]:
