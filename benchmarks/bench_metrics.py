@@ -33,8 +33,9 @@ from typing import Any
 
 import psutil
 
-from flask_alerting.metrics.probes import ProcessTable, list_processes
-from flask_alerting.metrics.sampler import Sampler, default_rules
+from flask_alerting.metrics.builtin import default_rules
+from flask_alerting.metrics.processes import ProcessTable, list_processes
+from flask_alerting.metrics.sampler import Sampler
 
 GOAL_PERCENT = 0.1
 

@@ -25,8 +25,9 @@ from .cli import alerting_cli
 from .config import check_options, load_config, unknown_keys
 from .delivery import RetryPolicy
 from .dispatch import Clock
-from .metrics.rules import RuleSpec, RuleStatus
-from .metrics.sampler import CheckResult, resolve_spec
+from .metrics.builtin import resolve_spec
+from .metrics.rules import RuleSpec, RuleStatus, check_new_name
+from .metrics.sampler import CheckResult
 from .notifiers.base import Notifier, as_notifier
 from .timing import P, R, Timer, Timing, TimingStats, install_slow_requests
 
@@ -352,12 +353,9 @@ class FlaskAlerting:
             display_name=display_name or "",
             unit=unit,
         )
-        if any(s.name == name for s in self._rule_specs):
-            raise ValueError(f"a metric rule named {name!r} already exists")
         states = self._states()
-        for state in states:  # check every app first: all or nothing
-            if any(r.name == name for r in state.sampler.rules):
-                raise ValueError(f"a metric rule named {name!r} already exists")
+        # every app first: all or nothing
+        check_new_name(name, [*self._rule_specs, *(r for s in states for r in s.sampler.rules)])
         self._rule_specs.append(spec)
         for state in states:
             state.sampler.add(resolve_spec(spec, state.config))

@@ -24,8 +24,9 @@ from .alert import AlertItem
 from .config import Config
 from .delivery import Pipeline, RetryPolicy
 from .dispatch import Clock
+from .metrics.builtin import build_sampler
 from .metrics.rules import RuleSpec
-from .metrics.sampler import Sampler, build_sampler
+from .metrics.sampler import Sampler
 from .notifiers._config import notifiers_from_config
 from .notifiers.base import Notifier
 from .notifiers.log import LogNotifier

@@ -13,22 +13,25 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo
 
 from ._state import State, get_state
+from ._version import installed_version
 from .alert import Alert
-from .config import ConfigurationError, ConfigVars
-from .metrics.rules import fmt_duration
+from .config import SMTP_PORTS, ConfigurationError, ConfigVars
+from .metrics.rules import RuleStatus
 from .notifiers.base import Notifier
 from .notifiers.smtp import SMTPNotifier
+from .render import fmt_duration
 
 alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Exit status of a command whose app could not be configured (click's usage errors).
 EXIT_CONFIGURATION = 2
@@ -41,13 +44,13 @@ class ConfigurationProblem(click.ClickException):
     exit_code = EXIT_CONFIGURATION
 
 
-def _with_app(f: F) -> F:
+def _with_app(f: Callable[P, R]) -> Callable[P, R]:
     """Like Flask's ``with_appcontext``, but a configuration error raised while the app
     is created (``FlaskAlerting(app)`` at import, or ``init_app`` in a factory) is one
     readable line and exit status 2, never a traceback."""
 
     @click.pass_context
-    def decorator(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+    def decorator(ctx: click.Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if not current_app:
             try:
                 app = ctx.ensure_object(ScriptInfo).load_app()
@@ -58,7 +61,7 @@ def _with_app(f: F) -> F:
             ctx.with_resource(app.app_context())
         return ctx.invoke(f, *args, **kwargs)
 
-    return functools.update_wrapper(decorator, f)  # type: ignore[return-value]
+    return functools.update_wrapper(decorator, f)
 
 #: Units of the built-in rules' values, for display.
 _UNITS = {"cpu": "%", "memory": "%", "disk": "%", "swap": "%", "rss": "MiB"}
@@ -139,9 +142,11 @@ def _hint(notifier: Notifier, exc: BaseException) -> str | None:
         return None
     if isinstance(exc, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(exc):
         if notifier.security == "ssl":
+            others = [security for security in SMTP_PORTS if security != "ssl"]
             return (
-                f"the server on port {notifier.port} does not start with TLS; port 587/25 "
-                f"usually means {ConfigVars.SMTP_SECURITY}='starttls'/'none'"
+                f"the server on port {notifier.port} does not start with TLS; port "
+                f"{'/'.join(str(SMTP_PORTS[security]) for security in others)} usually "
+                f"means {ConfigVars.SMTP_SECURITY}={'/'.join(map(repr, others))}"
             )
     if (
         isinstance(exc, smtplib.SMTPAuthenticationError)
@@ -176,12 +181,11 @@ def status_command() -> None:
     click.echo("\n".join(_status_lines(_state())))
 
 
-def _status_lines(state: Any) -> list[str]:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+def _status_lines(state: State) -> list[str]:
     config = state.config
     enabled = "enabled" if config.enabled else "DISABLED (ALERTING_ENABLED is false)"
     lines = [
-        f"flask-alerting {_version()} for app {app.name!r} "
+        f"flask-alerting {_version()} for app {current_app.name!r} "
         f"(pid {os.getpid()} on {socket.gethostname()}): {enabled}",
         "",
         "Configuration (secrets masked):",
@@ -201,7 +205,7 @@ def _status_lines(state: Any) -> list[str]:
         [(n.name, _mask(_one_line(n.describe()), secret)) for n in state.notifiers],
     )
 
-    rules = state.extension.rule_states(app)
+    rules = state.extension.rule_states()
     lines += ["", f"Metric rules: {_sampler_line(state, rules)}"]
     if rules:
         lines += _table(
@@ -211,7 +215,7 @@ def _status_lines(state: Any) -> list[str]:
     else:
         lines.append("  (none)")
 
-    stats = state.extension.stats(app)
+    stats = state.extension.stats()
     windows: dict[str, int] = stats["throttle_windows"]
     lines += [
         "",
@@ -256,7 +260,7 @@ def _status_lines(state: Any) -> list[str]:
     return lines
 
 
-def _sampler_line(state: Any, rules: Sequence[Any]) -> str:
+def _sampler_line(state: State, rules: Sequence[RuleStatus]) -> str:
     config = state.config
     sampler = state.sampler
     every = f"every {_number(config.metrics_interval)} s"
@@ -279,7 +283,7 @@ def _sampler_line(state: Any, rules: Sequence[Any]) -> str:
     )
 
 
-def _rule_row(rule: Any) -> tuple[str, ...]:
+def _rule_row(rule: RuleStatus) -> tuple[str, ...]:
     unit = _UNITS.get(rule.name, "")
     never = rule.last_sample_age is None
     note = f"probe failed: {rule.error}" if rule.error else ("never sampled" if never else "")
@@ -314,9 +318,7 @@ def check_command(window: float) -> None:
     threshold, 1 when one is or when a probe failed (its value is unknown): usable as a
     health check.
     """
-    state = _state()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    results = state.extension.check(app, window=window)
+    results = _state().extension.check(window=window)
     if not results:
         click.echo("no metric rules (all built-in rules are off and none was added)")
         return
@@ -376,7 +378,7 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _config_value(key: str, value: Any) -> str:
+def _config_value(key: str, value: object) -> str:
     if value is None:
         return "(not set)" if key.endswith("PASSWORD") else "None"
     if isinstance(value, (tuple, list)):
@@ -403,12 +405,7 @@ def _mask(text: str, secret: str | None) -> str:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("flask-alerting")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "(development)"
+    return installed_version(default="(development)")
 
 
 __all__ = ["ConfigurationProblem", "alerting_cli"]

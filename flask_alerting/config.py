@@ -21,7 +21,9 @@ Security = Literal["ssl", "starttls", "none"]
 
 #: Default of ALERTING_RATE_LIMIT (see :mod:`flask_alerting.flood`).
 DEFAULT_RATE_LIMIT = 20
-SMTP_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
+#: Each SMTP security (``ALERTING_SMTP_SECURITY``, ``SMTPNotifier(security=...)``) and
+#: its usual port, the default of ``ALERTING_SMTP_PORT``: the one table of them.
+SMTP_PORTS: dict[Security, int] = {"ssl": 465, "starttls": 587, "none": 25}
 
 
 class ConfigurationError(ValueError):

@@ -76,15 +76,35 @@ def fmt_seconds(seconds: float) -> str:
     return f"{milliseconds:.1f} ms" if milliseconds < 10 else f"{milliseconds:.0f} ms"
 
 
+def fmt_duration(seconds: float) -> str:
+    """``45 s``, ``2 min 5 s``, ``3 h 2 min``, ``2 d 4 h``."""
+    seconds = max(0, int(round(seconds)))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def fmt_number(value: float) -> str:
+    """A value as Python prints a float (``93.1``, ``80.0``), without float noise."""
+    return repr(float(format(value, ".10g")))
+
+
 def fmt_value(value: float, unit: str = "") -> str:
     """A metric value with its unit: ``91.3 %``, ``512.0 MiB``, ``150.0 jobs``, ``1.25``.
 
     Percentages and MiB with one decimal (what the probes measure); other values as
-    Python prints a float (``93.1``, ``80.0``), without float noise.
+    :func:`fmt_number` prints them.
     """
     if unit in ("%", "MiB"):
         return f"{value:.1f} {unit}"
-    text = repr(float(format(value, ".10g")))
+    text = fmt_number(value)
     return f"{text} {unit}" if unit else text
 
 

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "model and foundations",
         {
             "alert", "config", "_parsers", "_addresses", "_urls", "_files", "_flask",
-            "_stack", "_lifecycle", "_text", "signals", "scrub", "render",
+            "_stack", "_lifecycle", "_text", "_version", "signals", "scrub", "render",
         },
     ),
     ("notifiers", {"notifiers", "notifiers."}),

@@ -16,13 +16,11 @@ from flask_alerting.metrics.probes import (
     DiskPercent,
     LoadPerCore,
     MemoryPercent,
-    ProcessInfo,
     ProcessRSS,
-    ProcessTable,
     SwapPercent,
     cgroup_memory,
-    list_processes,
 )
+from flask_alerting.metrics.processes import ProcessInfo, ProcessTable, list_processes
 from tests.conftest import FakeClock
 
 GIB = 1024**3

@@ -7,18 +7,16 @@ from typing import Any
 
 import pytest
 
-from flask_alerting.metrics.probes import TopProcess
+from flask_alerting.metrics.processes import TopProcess
 from flask_alerting.metrics.rules import (
     Event,
     Rule,
     RuleMachine,
     RuleSpec,
     default_hysteresis,
-    fmt_duration,
-    fmt_number,
     metric_alert,
 )
-from flask_alerting.render import log_line, text_body
+from flask_alerting.render import fmt_duration, fmt_number, log_line, text_body
 from tests.conftest import FakeClock
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

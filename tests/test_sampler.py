@@ -21,14 +21,11 @@ import pytest
 from flask import Flask
 
 from flask_alerting import Alert, ConfigurationError, FlaskAlerting, MemoryNotifier
-from flask_alerting.metrics.probes import ProcessInfo, ProcessTable
+from flask_alerting._flask import in_reloader_parent
+from flask_alerting.metrics.election import default_lock_path
+from flask_alerting.metrics.processes import ProcessInfo, ProcessTable
 from flask_alerting.metrics.rules import Rule, RuleMachine
-from flask_alerting.metrics.sampler import (
-    ERROR_LOG_INTERVAL,
-    Sampler,
-    default_lock_path,
-    in_reloader_parent,
-)
+from flask_alerting.metrics.sampler import ERROR_LOG_INTERVAL, Sampler
 from tests.conftest import FakeClock
 from tests.forking import wait_child
 from tests.smtp_server import SMTPServer, free_port
@@ -772,6 +769,58 @@ def test_add_rule_before_and_after_init_app(
     states = {s.name: s for s in alerting.rule_states()}
     assert states["queue-depth"].state == "ok" and states["queue-depth"].value == 20.0
     assert states["late"].display_name == "Late Rule"
+
+
+def test_rule_names_are_unique_in_a_sampler_and_across_apps(
+    samplers: Callable[..., Sampler], make_alerting: Make, tmp_path: Path
+) -> None:
+    """One check (``rules.check_new_name``) behind every way a rule is added."""
+    with pytest.raises(ValueError, match="'a' already exists"):
+        samplers([rule("a", Series(1.0)), rule("a", Series(2.0))])
+    sampler = samplers([rule("a", Series(1.0))])
+    with pytest.raises(ValueError, match="'a' already exists"):
+        sampler.add(rule("a", Series(2.0)))
+    assert [r.name for r in sampler.rules] == ["a"]
+
+    # add_rule before any app: names checked among the rules of add_rule
+    alerting = make_alerting(notifiers=[MemoryNotifier()])
+    alerting.add_rule("queue", lambda: 1.0)
+    with pytest.raises(ValueError, match="'queue' already exists"):
+        alerting.add_rule("queue", lambda: 2.0)
+    # ... and against the built-in rules when an app is initialised
+    clash = make_alerting(notifiers=[MemoryNotifier()])
+    clash.add_rule("memory", lambda: 1.0)
+    with pytest.raises(ValueError, match="'memory' already exists"):
+        clash.init_app(Flask("clash"))
+
+    # across apps: one app has a "disk" rule, the other not; all apps or none get it
+    def config(name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **metrics_config(tmp_path, **extra),
+            "ALERTING_METRICS_LOCK_FILE": str(tmp_path / f"{name}.lock"),
+            "ALERTING_METRICS_ENABLED": False,  # no thread: rules are only looked at
+        }
+
+    plain, with_disk = Flask("plain"), Flask("with-disk")
+    plain.config.update(config("plain"))
+    with_disk.config.update(config("with-disk", ALERTING_DISK_THRESHOLD=90))
+    alerting.init_app(plain)
+    alerting.init_app(with_disk)
+    with pytest.raises(ValueError, match="'disk' already exists"):
+        alerting.add_rule("disk", lambda: 1.0)
+    assert [r.name for r in plain.extensions["alerting"].sampler.rules] == [
+        "cpu",
+        "memory",
+        "queue",
+    ]
+    later = Flask("later")
+    later.config.update(config("later"))
+    alerting.init_app(later)  # the refused rule is not given to later apps either
+    assert [r.name for r in later.extensions["alerting"].sampler.rules] == [
+        "cpu",
+        "memory",
+        "queue",
+    ]
 
 
 def test_check_samples_once_and_reports(make_alerting: Make, app: Flask, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""System metrics: probes (psutil, cgroups), rule state machines, the sampler thread."""
+"""System metrics: probes (psutil, cgroups), rule state machines, the sampler thread, the
+election of the one process of a host that samples and the states it records for others."""
 
 from .probes import CPUPercent, DiskPercent, LoadPerCore, MemoryPercent, ProcessRSS, SwapPercent
 from .rules import Rule, RuleSpec, RuleStatus

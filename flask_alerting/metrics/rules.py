@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..alert import SEVERITIES, Alert, Severity, make_fingerprint, one_line
 from ..dispatch import Clock
-from ..render import fmt_value
+from ..render import fmt_duration, fmt_value
+
+if TYPE_CHECKING:
+    from .processes import TopProcess
 
 State = Literal["ok", "pending", "firing"]
 EventKind = Literal["firing", "reminder", "resolved"]
@@ -105,6 +108,16 @@ class Rule:
     def resolve_below(self) -> float:
         """A firing rule resolves when the value drops below this."""
         return self.threshold - self.hysteresis
+
+
+def check_new_name(name: str, rules: Iterable[Rule | RuleSpec]) -> None:
+    """Refuse a second metric rule named ``name``: the name tells a rule's alerts apart
+    (label ``metric``, fingerprint) and keys the state other processes continue.
+
+    :raises ValueError: when one of ``rules`` has that name.
+    """
+    if any(rule.name == name for rule in rules):
+        raise ValueError(f"a metric rule named {name!r} already exists")
 
 
 def default_hysteresis(threshold: float, amount: float, *, relative: bool) -> float:
@@ -346,29 +359,7 @@ class RuleMachine:
 # -- alerts -----------------------------------------------------------------------------------
 
 
-def fmt_number(value: float) -> str:
-    """A value as Python prints a float (``93.1``, ``80.0``), without float noise."""
-    return repr(float(format(value, ".10g")))
-
-
-
-
-def fmt_duration(seconds: float) -> str:
-    """``45 s``, ``2 min 5 s``, ``3 h 2 min``, ``2 d 4 h``."""
-    seconds = max(0, int(round(seconds)))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
-
-
-def _process_lines(title: str, rows: Sequence[Any], memory: bool) -> list[str]:
+def _process_lines(title: str, rows: Sequence[TopProcess], memory: bool) -> list[str]:
     if not rows:
         return []
     lines = [f"{title}:"]
@@ -391,15 +382,15 @@ def metric_alert(
     *,
     labels: Mapping[str, str],
     now: datetime,
-    top_cpu: Sequence[Any] = (),
-    top_memory: Sequence[Any] = (),
+    top_cpu: Sequence[TopProcess] = (),
+    top_memory: Sequence[TopProcess] = (),
 ) -> Alert:
     """The alert for a rule transition: value and threshold with their unit, host,
     duration of the breach, top processes.
 
     :param labels: ``app`` and ``host`` (the ``metric`` label is added).
     :param now: wall-clock time of the sample (aware UTC).
-    :param top_cpu: :class:`~flask_alerting.metrics.probes.TopProcess` rows by CPU.
+    :param top_cpu: :class:`~flask_alerting.metrics.processes.TopProcess` rows by CPU.
     :param top_memory: rows by resident memory.
     """
     rule = event.rule

@@ -1,88 +1,45 @@
 """The metrics sampler: one named daemon thread per app, one sampling process per host.
 
 Every ``interval`` seconds the thread takes one sample of each rule's probe, advances the
-rule's state machine (:mod:`.rules`) and submits the alerts of its transitions.
+rule's state machine (:mod:`.rules`) and submits the alerts of their transitions; an alert
+about a breach lists the top processes by CPU and by memory.
 
-Several processes serving the same app on one host (gunicorn workers, the Werkzeug
-reloader's parent and child) would each alert about the same host. So only the process
-holding an exclusive ``fcntl.flock`` on a lock file samples; the others retry the
-non-blocking lock every interval and take over within one interval when the holder dies
-(the kernel releases a dead process's locks). The holder writes its rules' states into the
-lock file after each sample, so the next holder continues the same breaches instead of
-alerting about them again, and ``flask alerting status`` in any process can show them.
+Only one process of a host samples an app (:mod:`.election`): the others retry every
+interval. The one that samples records its rules' states in the lock file
+(:mod:`.shared`), so the next one continues the same breaches instead of alerting about
+them again, and ``flask alerting status`` in any process can show them.
 
 The reloader's parent process never samples; after ``fork()`` the child gets a fresh
 thread (the parent's thread does not exist there) and never unlocks the parent's lock.
-
-Another local user must not be able to silence the alerts through that file (by locking
-it, or by writing a forged state into it), so it is opened as :mod:`flask_alerting._files`
-says: by default in a directory only this user can use (``$XDG_RUNTIME_DIR``, else
-``<temp dir>/flask-alerting-<uid>/``, created ``0700``), created ``0600``, never through
-a symbolic link, and used only when it is a regular file of ours with one link. Any other
-file is refused with an error naming it; the process then samples on its own (alerts
-still flow, possibly once per process). A configured ``ALERTING_METRICS_LOCK_FILE`` that
-is a symbolic link is a :class:`~flask_alerting.ConfigurationError`. The state is one
-JSON document padded with spaces to the file's size, written with one ``pwrite`` and
-never truncated, so the file is always readable whole; readers also ignore whatever
-follows the document.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .. import _lifecycle
-from .._files import UnsafeFileError, default_directory, open_private, private_directory
 from .._flask import in_reloader_parent
 from .._text import describe_exception
 from ..alert import Alert, utcnow
-from ..config import ConfigurationError, ConfigVars
 from ..dispatch import Clock
-from .probes import (
-    CPUPercent,
-    DiskPercent,
-    LoadPerCore,
-    MemoryPercent,
-    ProcessRSS,
-    ProcessTable,
-    SwapPercent,
-)
-from .rules import (
-    Event,
-    Rule,
-    RuleMachine,
-    RuleSpec,
-    RuleStatus,
-    default_hysteresis,
-    metric_alert,
-)
-
-try:  # pragma: no cover - always there on POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: every process samples
-    fcntl = None  # type: ignore[assignment]
+from .election import Election
+from .processes import ProcessTable, TopProcess
+from .rules import Event, Rule, RuleMachine, RuleStatus, check_new_name, metric_alert
+from .shared import SHARE_EVERY, SharedStates
 
 logger = logging.getLogger("flask_alerting")
 
 #: Seconds over which "top processes by CPU" is measured when a rule fires without a
 #: recent baseline (``for_ = 0``). Waited on the sampler thread, never on a request.
 TOP_WINDOW = 0.5
-#: How many processes the alerts list, by CPU and by memory.
-TOP_N = 5
-#: The sampling process writes its rules' states into the lock file when one changes and
-#: at least this often (seconds), for the process that takes over and for status displays.
-SHARE_EVERY = 10.0
 #: Errors of one probe are logged again at most this often (seconds).
 ERROR_LOG_INTERVAL = 600.0
 
@@ -95,116 +52,6 @@ class CheckResult(NamedTuple):
     threshold: float
     breached: bool
     error: str | None = None
-
-
-def default_lock_path(app_name: str) -> str:
-    """``<dir>/flask-alerting-<uid>-<app>-<hash>.lock`` in a directory only this user can
-    use: ``$XDG_RUNTIME_DIR``, else ``<temp dir>/flask-alerting-<uid>`` (see
-    :func:`~flask_alerting._files.default_directory`; created when the lock is first
-    taken)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", app_name)[:60] or "app"
-    digest = hashlib.sha1(app_name.encode("utf-8", "backslashreplace"), usedforsecurity=False)
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    name = f"flask-alerting-{uid}-{slug}-{digest.hexdigest()[:8]}.lock"
-    return os.path.join(default_directory(), name)
-
-
-def _boot_time() -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.boot_time())
-    except Exception:  # pragma: no cover - exotic platforms
-        return None
-
-
-def default_rules(config: Any) -> list[Rule]:
-    """The built-in rules enabled by ``config`` (a :class:`~flask_alerting.config.Config`).
-
-    CPU and memory percent by default; disk, swap, process RSS and load per core when
-    their threshold is set. RSS (MiB) and load per core are not percentages: for them
-    ``ALERTING_METRICS_HYSTERESIS`` is read as a percentage of the threshold. Either way
-    the hysteresis is at most half the threshold (:func:`.rules.default_hysteresis`), so
-    a low threshold (``ALERTING_CPU_THRESHOLD = 3``) still resolves.
-    """
-    common = {
-        "for_": config.metrics_for,
-        "repeat_seconds": config.metrics_repeat_seconds,
-    }
-    points = config.metrics_hysteresis
-    rules: list[Rule] = []
-
-    def add(name: str, probe: Any, threshold: float | None, relative: bool = False) -> None:
-        if threshold is None:
-            return
-        hysteresis = default_hysteresis(threshold, points, relative=relative)
-        rules.append(
-            Rule(
-                name=name,
-                probe=probe,
-                threshold=threshold,
-                hysteresis=hysteresis,
-                display_name=probe.display_name,
-                unit=getattr(probe, "unit", ""),
-                **common,
-            )
-        )
-
-    add("cpu", CPUPercent(), config.cpu_threshold)
-    add("memory", MemoryPercent(), config.memory_threshold)
-    if config.disk_threshold is not None:
-        add("disk", DiskPercent(config.disk_path), config.disk_threshold)
-    add("swap", SwapPercent(), config.swap_threshold)
-    add("rss", ProcessRSS(), config.rss_threshold, relative=True)
-    add("load", LoadPerCore(), config.load_threshold, relative=True)
-    return rules
-
-
-def build_sampler(
-    config: Any,
-    *,
-    app_name: str,
-    specs: Iterable[RuleSpec],
-    submit: Callable[[Alert], None],
-    labels: Mapping[str, str],
-    clock: Clock = time.monotonic,
-) -> Sampler:
-    """The sampler of one app: built-in rules from ``config``, then the ``add_rule`` ones.
-
-    :raises ValueError: when two rules have the same name.
-    :raises ConfigurationError: when ``ALERTING_METRICS_LOCK_FILE`` is a symbolic link.
-    """
-    if config.metrics_lock_file is not None and os.path.islink(config.metrics_lock_file):
-        raise ConfigurationError(
-            ConfigVars.METRICS_LOCK_FILE,
-            "a path that is not a symbolic link (the lock file is never followed)",
-            config.metrics_lock_file,
-        )
-    return Sampler(
-        name=app_name,
-        rules=[*default_rules(config), *(resolve_spec(spec, config) for spec in specs)],
-        submit=submit,
-        labels=labels,
-        interval=config.metrics_interval,
-        lock_path=config.metrics_lock_file or default_lock_path(app_name),
-        private_dir=config.metrics_lock_file is None,
-        clock=clock,
-        processes=ProcessTable(),
-    )
-
-
-def resolve_spec(spec: RuleSpec, config: Any) -> Rule:
-    """``spec`` with the app's ``ALERTING_METRICS_*`` defaults where it has None.
-
-    A custom rule's unit is unknown (jobs, errors per second...), so without an explicit
-    ``hysteresis`` it gets ``ALERTING_METRICS_HYSTERESIS`` percent of its threshold (at
-    most half of it): ``threshold=1.0`` resolves below 0.95, ``threshold=100`` below 95.
-    """
-    return spec.build(
-        for_=config.metrics_for,
-        hysteresis=default_hysteresis(spec.threshold, config.metrics_hysteresis, relative=True),
-        repeat_seconds=config.metrics_repeat_seconds,
-    )
 
 
 class _Machine(RuleMachine):
@@ -262,13 +109,11 @@ class Sampler:
         self.reloader_parent = reloader_parent
         self.top_window = top_window
         self._rules: list[Rule] = []
-        for rule in rules:
-            if any(r.name == rule.name for r in self._rules):
-                raise ValueError(f"a metric rule named {rule.name!r} already exists")
-            self._rules.append(rule)
-        self._boot = _boot_time()
+        self._shared = SharedStates(clock, self.interval)
         self.closed = False
         self._reset()
+        for rule in rules:
+            self.add(rule)
         _samplers.add(self)
 
     def _reset(self) -> None:
@@ -277,10 +122,12 @@ class Sampler:
         self._machines = [_Machine(rule, self.clock) for rule in self._rules]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._fd: int | None = None
-        self._warned_lock = False
-        self._standing_by = False
-        self.leader = self.lock_path is None or fcntl is None
+        self._election = Election(
+            self.lock_path,
+            app_name=self.name,
+            interval=self.interval,
+            private_dir=self.private_dir,
+        )
         self.retired = False
         self.samples = 0
         self._primed_at: float | None = None
@@ -294,10 +141,14 @@ class Sampler:
         :raises ValueError: when a rule of that name exists.
         """
         with self._lock:
-            if any(r.name == rule.name for r in self._rules):
-                raise ValueError(f"a metric rule named {rule.name!r} already exists")
+            check_new_name(rule.name, self._rules)
             self._rules.append(rule)
             self._machines = [*self._machines, _Machine(rule, self.clock)]
+
+    @property
+    def leader(self) -> bool:
+        """True when this process samples (it holds the lock, or there is none to take)."""
+        return self._election.leader
 
     @property
     def rules(self) -> list[Rule]:
@@ -312,16 +163,9 @@ class Sampler:
         """
         machines = self._machines
         if not self.leader and self.lock_path is not None:
-            shared = self._read_shared()
-            if shared:
-                copies = []
-                for machine in machines:
-                    copy = RuleMachine(machine.rule, self.clock)
-                    data = shared.get(machine.rule.name)
-                    if isinstance(data, Mapping):
-                        copy.restore(data)
-                    copies.append(copy)
-                return [m.status() for m in copies]
+            recorded = self._shared.decode(self._election.peek())
+            if recorded is not None and recorded.rules:
+                return recorded.statuses([m.rule for m in machines], self.clock)
         return [m.status() for m in machines]
 
     def check(self, window: float = TOP_WINDOW) -> list[CheckResult]:
@@ -333,13 +177,10 @@ class Sampler:
         rules = list(self._rules)
         primed = False
         for rule in rules:
-            prime = getattr(rule.probe, "prime", None)
-            if callable(prime):
-                try:
-                    prime()
-                    primed = True
-                except Exception:  # the read below reports it
-                    pass
+            try:
+                primed = _prime(rule.probe) or primed
+            except Exception:  # the read below reports it
+                pass
         if primed and window > 0:
             time.sleep(window)
         results = []
@@ -382,7 +223,7 @@ class Sampler:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         with self._lock:
-            self._release()
+            self._election.release()
 
     def close_soon(self) -> None:
         """Like :meth:`stop`, without waiting: the thread ends at once (or after the
@@ -393,7 +234,7 @@ class Sampler:
             self._stop.set()
             thread = self._thread
             if thread is None or not thread.is_alive():
-                self._release()
+                self._election.release()
 
     def retire_for_reloader(self) -> None:
         """This process is the Werkzeug reloader's parent: never sample here (the serving
@@ -407,7 +248,7 @@ class Sampler:
             )
         self.retired = True
         with self._lock:
-            self._release()
+            self._election.release()
 
     def _run(self) -> None:
         stop = self._stop
@@ -424,20 +265,16 @@ class Sampler:
                 return
         if self.closed:  # close_soon() left the lock to this thread
             with self._lock:
-                self._release()
+                self._election.release()
 
     def _prime_all(self) -> None:
         """Prime every probe that has a ``prime()`` (on the calling thread)."""
         for machine in self._machines:
-            prime = getattr(machine.rule.probe, "prime", None)
-            if callable(prime):
-                try:
-                    prime()
-                    machine.primed = True
-                except Exception as exc:
-                    self._probe_failed(machine, exc, self.clock())
-            else:
+            try:
+                _prime(machine.rule.probe)
                 machine.primed = True
+            except Exception as exc:
+                self._probe_failed(machine, exc, self.clock())
         self._primed_at = self.clock()
 
     # -- one step -----------------------------------------------------------------------------
@@ -447,7 +284,7 @@ class Sampler:
         if self.reloader_parent():
             self.retire_for_reloader()
             return False
-        if not self.leader and not self._elect():
+        if not self._election.leader and not self._elect():
             return False
         self.sample()
         return True
@@ -461,12 +298,12 @@ class Sampler:
             probe = machine.rule.probe
             if not machine.primed:
                 machine.primed = True
-                prime = getattr(probe, "prime", None)
-                if callable(prime):
-                    try:
-                        prime()
-                    except Exception as exc:
-                        self._probe_failed(machine, exc, now)
+                try:
+                    has_window = _prime(probe)
+                except Exception as exc:
+                    self._probe_failed(machine, exc, now)
+                    continue
+                if has_window:
                     continue  # its first reading needs one interval
             try:
                 value = float(probe())
@@ -485,12 +322,8 @@ class Sampler:
             if event is not None:
                 events.append(event)
         if newly_breaching and self.processes is not None and not events:
-            # Baseline for "top processes by CPU" over the breach; a value flapping
-            # around the threshold must not list every process at every sample.
-            age = self.processes.baseline_age()
             longest = max((m.rule.for_ for m in self._machines), default=0.0)
-            if age is None or age > longest + 3 * self.interval:
-                self._guarded(self.processes.baseline)
+            self.processes.breach_began(fresh_for=longest + 3 * self.interval)
         alerts = [self._alert(event) for event in events]
         for alert in alerts:
             self.submit(alert)
@@ -503,7 +336,8 @@ class Sampler:
         )
         last = self._written_at
         if changed or last is None or not 0 <= now - last < SHARE_EVERY:
-            self._write_shared()
+            if self._election.locked:
+                self._election.write(self._shared.encode(os.getpid(), self._machines))
             self._written_at = now
         return alerts
 
@@ -520,25 +354,15 @@ class Sampler:
                 exc_info=exc,
             )
 
-    def _guarded(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except Exception:
-            logger.exception("flask-alerting: could not list the top processes")
-            return None
-
     def _alert(self, event: Event) -> Alert:
-        top_cpu: Sequence[Any] = ()
-        top_memory: Sequence[Any] = ()
+        top_cpu: Sequence[TopProcess] = ()
+        top_memory: Sequence[TopProcess] = ()
         if event.kind != "resolved" and self.processes is not None:
-            table = self.processes
-            age = table.baseline_age()
-            if (age is None or age > event.rule.for_ + 3 * self.interval) and self.top_window > 0:
-                self._guarded(table.baseline)
-                self._stop.wait(self.top_window)
-            top = self._guarded(lambda: table.top(TOP_N))
-            if top is not None:
-                top_cpu, top_memory = top
+            top_cpu, top_memory = self.processes.for_alert(
+                fresh_for=event.rule.for_ + 3 * self.interval,
+                window=self.top_window,
+                wait=self._stop.wait,
+            )
         return metric_alert(
             event,
             labels=self.labels,
@@ -551,215 +375,51 @@ class Sampler:
 
     def _elect(self) -> bool:
         """Try the lock once (never blocks). True when this process now samples."""
-        assert self.lock_path is not None and fcntl is not None
+        election = self._election
         with self._lock:
-            if self.closed:
+            if self.closed or not election.elect():
                 return False
-            if self._fd is None:
-                try:
-                    if self.private_dir:
-                        private_directory(os.path.dirname(self.lock_path))
-                    self._fd = open_private(self.lock_path)
-                except UnsafeFileError as exc:
-                    self._refuse(exc)
-                    self.leader = True
-                    return True
-                except OSError as exc:
-                    if not self._warned_lock:
-                        self._warned_lock = True
-                        logger.warning(
-                            "flask-alerting: cannot open the metrics lock file %s (%s); "
-                            "sampling without it, so each process of app %r may alert "
-                            "(set ALERTING_METRICS_LOCK_FILE to a writable path)",
-                            self.lock_path,
-                            exc,
-                            self.name,
-                        )
-                    self.leader = True
-                    return True
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                if not self._standing_by:
-                    self._standing_by = True
-                    logger.info(
-                        "flask-alerting: pid %d stands by: another process samples the "
-                        "metrics of app %r (lock %s)",
-                        os.getpid(),
-                        self.name,
-                        self.lock_path,
-                    )
-                logger.debug(
-                    "flask-alerting: pid %d: metrics lock of app %r busy, retrying in %g s",
-                    os.getpid(),
-                    self.name,
-                    self.interval,
-                )
-                return False
-            self.leader = True
+            if not election.locked:
+                return True  # no usable lock file: sampling on its own
             primed_at = self._primed_at
             if primed_at is None or self.clock() - primed_at > 1.5 * self.interval:
                 # Counters primed long ago would give an average over all that time:
                 # prime again at the first sample, read at the next.
                 for machine in self._machines:
                     machine.primed = False
-        restored = self._restore_shared()
+        # Continue the previous sampler's breaches (a crash must not re-alert them).
+        recorded = self._shared.decode(election.read())
+        restored = recorded.restore(self._machines) if recorded is not None else 0
         logger.info(
             "flask-alerting: pid %d samples the metrics of app %r every %g s (lock %s%s)",
             os.getpid(),
             self.name,
             self.interval,
             self.lock_path,
-            f"; continuing the state of {restored} rule(s) from pid {self._previous_pid}"
-            if restored
+            f"; continuing the state of {restored} rule(s) from pid {recorded.pid}"
+            if recorded is not None and restored
             else "",
         )
         return True
 
-    def _refuse(self, exc: UnsafeFileError) -> None:
-        """Say (once) that the lock file is not used, and why."""
-        if self._warned_lock:
-            return
-        self._warned_lock = True
-        logger.error(
-            "flask-alerting: refusing the metrics lock file %s: %s; it could be another "
-            "user's, so it is neither locked, read nor written, and each process of app %r "
-            "samples on its own (remove it, or set ALERTING_METRICS_LOCK_FILE to a path in "
-            "a directory only this user can write)",
-            self.lock_path,
-            exc.strerror or exc,
-            self.name,
-        )
-
-    def _release(self) -> None:
-        """Give the lock back (called with ``self._lock`` held)."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            if self.leader and fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        except OSError:  # pragma: no cover
-            pass
-        finally:
-            os.close(fd)
-            self.leader = self.lock_path is None
-
-    # -- state shared through the lock file ---------------------------------------------------
-
-    _previous_pid: int | None = None
-
-    def _write_shared(self) -> None:
-        fd = self._fd
-        if fd is None or not self.leader:
-            return
-        data = {
-            "pid": os.getpid(),
-            "boot": self._boot,
-            "clock": self.clock(),
-            "interval": self.interval,
-            "rules": {m.rule.name: m.snapshot() for m in self._machines},
-        }
-        payload = json.dumps(data, separators=(",", ":")).encode() + b"\n"
-        try:
-            # Padded with spaces over what a longer earlier state left, in one write and
-            # without a truncate: no moment (and no crash) leaves a file that is not one
-            # JSON document. The file stays at its largest size, a few KiB.
-            size = os.fstat(fd).st_size
-            if size > len(payload):
-                payload += b" " * (size - len(payload))
-            view = memoryview(payload)
-            offset = 0
-            while offset < len(view):
-                written = os.pwrite(fd, view[offset:], offset)
-                if written <= 0:  # pragma: no cover - a regular file never does this
-                    raise OSError("the lock file accepted no bytes")
-                offset += written
-        except OSError as exc:  # pragma: no cover - disk full and the like
-            logger.debug("flask-alerting: could not write the metrics state: %s", exc)
-
-    def _load_shared(self, fd: int) -> dict[str, Any] | None:
-        try:
-            raw = os.pread(fd, 1 << 20, 0)
-            # raw_decode: the document, whatever follows it (the stale tail that an
-            # interrupted write-then-truncate of an earlier version could leave).
-            text = raw.decode("utf-8", "replace").lstrip()
-            data = json.JSONDecoder().raw_decode(text)[0] if text else None
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("boot") != self._boot:
-            return None
-        return data
-
-    def _read_shared(self) -> dict[str, Any] | None:
-        """Rule name -> saved state, as the sampling process last wrote it."""
-        assert self.lock_path is not None
-        try:
-            fd = open_private(self.lock_path, os.O_RDONLY, create=False)
-        except UnsafeFileError as exc:
-            self._refuse(exc)
-            return None
-        except OSError:
-            return None
-        try:
-            data = self._load_shared(fd)
-        finally:
-            os.close(fd)
-        if not data or not self._fresh(data):
-            return None
-        rules = data.get("rules")
-        return rules if isinstance(rules, dict) else None
-
-    def _fresh(self, data: Mapping[str, Any]) -> bool:
-        """Whether saved states are recent enough to be continued or shown.
-
-        A sampling process writes after every sample; older states belong to a breach
-        nobody watched since (or to another clock).
-        """
-        try:
-            age = self.clock() - float(data["clock"])
-            interval = max(self.interval, float(data.get("interval") or 0))
-        except (KeyError, TypeError, ValueError):
-            return False
-        return 0 <= age <= 3 * interval + SHARE_EVERY + 60
-
-    def _restore_shared(self) -> int:
-        """Continue the previous sampler's breaches (a crash must not re-alert them)."""
-        fd = self._fd
-        if fd is None:
-            return 0
-        data = self._load_shared(fd)
-        if not data or not isinstance(data.get("rules"), dict) or not self._fresh(data):
-            return 0
-        pid = data.get("pid")
-        self._previous_pid = pid if isinstance(pid, int) else None
-        restored = 0
-        for machine in self._machines:
-            saved = data["rules"].get(machine.rule.name)
-            if isinstance(saved, Mapping) and machine.restore(saved):
-                restored += machine.state != "ok"
-        return restored
-
     # -- fork ---------------------------------------------------------------------------------
 
     def _after_fork(self) -> None:
-        fd = self._fd
-        if fd is not None:
-            # Close our copy only: unlocking would release the parent's lock (flock
-            # locks belong to the open file, which parent and child share).
-            try:
-                os.close(fd)
-            except OSError:  # pragma: no cover
-                pass
+        self._election.forget()
         was_running = self._thread is not None and not self.closed and not self.retired
         self._reset()
         if was_running:
             self.start()
 
 
-def _err(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _prime(probe: object) -> bool:
+    """Start the measurement window of a probe that has one (CPU percent): call its
+    ``prime()``. False when it has none (its first reading needs no wait)."""
+    prime = getattr(probe, "prime", None)
+    if not callable(prime):
+        return False
+    prime()
+    return True
 
 
 def _after_fork_in_child() -> None:

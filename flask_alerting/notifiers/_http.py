@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .._urls import mask_secrets, mask_url
+from .._version import installed_version
 from .base import TransientError
 
 #: Bytes of an error response kept for the error message.
@@ -57,16 +58,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("flask-alerting")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "dev"
-
-
-USER_AGENT = f"flask-alerting/{_version()}"
+USER_AGENT = f"flask-alerting/{installed_version(default='dev')}"
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

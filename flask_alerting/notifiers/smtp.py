@@ -21,10 +21,10 @@ from typing import Any
 
 from .._addresses import parse_addresses
 from ..alert import Alert
+from ..config import SMTP_PORTS
 from ..render import html_body, subject, text_body
 from .base import Notifier
 
-DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 #: The server's reply to the end of a message may take this many times the timeout.
 #: Servers check the message (spam and virus filters) before they answer, and RFC 5321
 #: gives them ten minutes: giving up sooner would send the message again, twice.
@@ -84,8 +84,9 @@ class SMTPNotifier(Notifier):
         ssl_context: ssl.SSLContext | None = None,
         subject_prefix: str | None = None,
     ) -> None:
-        if security not in DEFAULT_PORTS:
-            raise ValueError(f"security must be 'ssl', 'starttls' or 'none', got {security!r}")
+        if security not in SMTP_PORTS:
+            choices = ", ".join(map(repr, SMTP_PORTS))
+            raise ValueError(f"security must be one of {choices}, got {security!r}")
         # Checked once, here: a bad address would fail every send (and a line break in
         # one would be a header injection).
         try:
@@ -99,7 +100,7 @@ class SMTPNotifier(Notifier):
             raise ValueError("SMTPNotifier needs one sender address")
         sender = senders[0]
         self.host = host
-        self.port = port if port is not None else DEFAULT_PORTS[security]
+        self.port = port if port is not None else SMTP_PORTS[security]
         self.security = security
         self.username = username
         if password is None and username is not None:
