@@ -16,7 +16,7 @@ when Flask and Werkzeug have them:
   since 3.0): wrapped once, class-wide, by :func:`hook_error_handler_lookup`;
 - the ``PROPAGATE_EXCEPTIONS`` rule of ``Flask.handle_exception`` (:func:`propagates`);
 - the caches of werkzeug's ``Request`` (``_cached_data``, ``_cached_json``, the ``form``
-  cached property in the instance dict) read by :func:`request_body_cached`;
+  cached property in the instance dict) read by :func:`body_read_by_view`;
 - ``werkzeug._reloader.restart_with_reloader`` and ``WERKZEUG_RUN_MAIN`` /
   ``WERKZEUG_SERVER_FD`` read by :func:`in_reloader_parent`.
 """
