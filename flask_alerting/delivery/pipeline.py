@@ -415,11 +415,15 @@ class Pipeline:
                 self._thread.join(remaining())
         lost: list[tuple[Notifier, Alert]] = []
         # Submitted after the flush, while stopping: never delivered, but never silent.
-        late = [item for item in _drain(self._inbound) if not isinstance(item, _Marker)]
+        drained = _drain(self._inbound)
+        late = [item for item in drained if not isinstance(item, _Marker)]
+        if _STOP in drained:  # a dispatch thread still busy stops after its item
+            self._inbound.put(_STOP)
         with guard("reporting alerts raised during shutdown"):
             for item in late:
                 alert = item if isinstance(item, Alert) else item()
                 if alert is not None:
+                    self._log_late(item, alert)
                     lost += [(worker.notifier, alert) for worker in self.workers]
         for worker in self.workers:
             left, clean = worker.close(remaining())
@@ -429,6 +433,15 @@ class Pipeline:
             delivered = False
             report_undelivered(lost, self.sender)
         return delivered
+
+    def _log_late(self, item: AlertItem, alert: Alert) -> None:
+        """Write an alert that came too late to be dispatched to the alert log all the
+        same: the log holds every alert raised (see docs/delivery.rst)."""
+        with guard("logging an alert raised during shutdown"):
+            if not (isinstance(item, PendingAlert) and item.logged):
+                self.log(alert)
+            elif self.log_logged is not None:
+                self.log_logged(alert)
 
     def stats(self) -> dict[str, Any]:
         """Counters and queue depths, for status displays."""
