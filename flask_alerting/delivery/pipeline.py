@@ -5,7 +5,8 @@ and a ``SimpleQueue.put``. Building alerts (formatting tracebacks), throttling, 
 signals happen on the dispatch thread (:class:`~flask_alerting.dispatch.Dispatcher`); each
 notifier sends on its own thread (:class:`~.worker.NotifierWorker`), so a slow or dead
 notifier never delays another. Threads start lazily, start over in a forked child (which
-never re-sends its parent's queue), and are flushed and stopped at interpreter exit (see
+never re-sends its parent's queue), and are flushed and stopped when the process ends:
+at exit, on SIGTERM, at the end of a multiprocessing child (see
 :mod:`flask_alerting._lifecycle`). :meth:`Pipeline.divert` hands alerts to a sink instead
 (test helpers).
 """
@@ -491,5 +492,13 @@ def _shutdown_all() -> None:
             pipeline.shutdown()
 
 
+def _shutdown_budget() -> float:
+    """Seconds :func:`_shutdown_all` may take: each open pipeline's shutdown timeout,
+    and the short floor of its joins (see :meth:`Pipeline.shutdown`)."""
+    return sum(
+        p.shutdown_timeout + 0.05 * (1 + len(p.workers)) for p in list(_pipelines) if not p.closed
+    )
+
+
 _lifecycle.after_fork("delivery", _after_fork_in_child)
-_lifecycle.at_exit("delivery", _shutdown_all)
+_lifecycle.at_exit("delivery", _shutdown_all, budget=_shutdown_budget)
