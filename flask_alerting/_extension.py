@@ -16,7 +16,7 @@ from typing import Any, overload
 from flask import Flask, current_app, has_app_context
 
 from . import capture
-from ._lifecycle import guard
+from ._lifecycle import guard, install_process_hooks
 from ._stack import call_with_headroom
 from ._state import EXTENSION_KEY, State, create_state, get_state
 from ._wiring import install_capture
@@ -119,6 +119,9 @@ class FlaskAlerting:
         app.cli.add_command(alerting_cli)
         self._timing.add_app(config)
         if config.enabled:
+            # Pending alerts leave when the process ends by SIGTERM or as a
+            # multiprocessing child, not only at the interpreter's exit.
+            install_process_hooks()
             install_capture()
             if config.slow_request_threshold is not None:
                 install_slow_requests(app, state, config.slow_request_threshold)

@@ -153,14 +153,32 @@ def test_the_checker_sees_what_it_should() -> None:
         layer_of("brand_new_module")
 
 
+#: What installs a process hook: ``os.register_at_fork``, ``atexit.register``,
+#: ``signal.signal``, and multiprocessing's ``Finalize`` and ``register_after_fork``.
+PROCESS_HOOKS = {
+    "register_at_fork": {"os"},
+    "register": {"atexit"},
+    "signal": {"signal"},
+    "Finalize": {"util"},
+    "register_after_fork": {"util"},
+}
+
+
 def test_only_the_lifecycle_registry_installs_process_hooks() -> None:
-    """Fork and exit hooks go through flask_alerting._lifecycle, in its explicit order."""
+    """Fork, exit and signal hooks go through flask_alerting._lifecycle, in its explicit
+    order."""
     offenders = []
     for path in MODULES:
         if module_name(path) == "_lifecycle":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and node.attr in ("register_at_fork", "register"):
-                if isinstance(node.value, ast.Name) and node.value.id in ("os", "atexit"):
+            if isinstance(node, ast.Attribute) and node.attr in PROCESS_HOOKS:
+                owner = node.value
+                name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+                if name in PROCESS_HOOKS[node.attr]:
                     offenders.append(f"{module_name(path)}:{node.lineno}")
+            elif isinstance(node, ast.ImportFrom) and node.module in ("signal", "atexit"):
+                offenders.append(f"{module_name(path)}:{node.lineno}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "multiprocessing.util":
+                offenders.append(f"{module_name(path)}:{node.lineno}")
     assert offenders == []

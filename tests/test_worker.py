@@ -30,6 +30,7 @@ from flask_alerting import (
     TransientError,
     alert_dropped,
     alert_failed,
+    alert_raised,
     alert_sent,
 )
 from flask_alerting.delivery import NotifierWorker
@@ -516,6 +517,43 @@ def test_shutdown_reports_what_it_could_not_deliver_and_is_bounded(
     # The blocked thread ends as soon as its notifier returns.
     gate.gate.set()
     assert join_threads("flask-alerting-shutdown-blocked-") == []
+
+
+def test_an_alert_shutdown_could_not_dispatch_is_still_in_the_alert_log(
+    make_alerting: Callable[..., FlaskAlerting], tmp_path: Path
+) -> None:
+    """The alert log holds every raised alert, also one that the shutdown found still
+    waiting in the inbound queue (the dispatch thread was busy): it is written there by
+    the shutdown, and reported undelivered."""
+    app = quiet_app("shutdown-late")
+    log = tmp_path / "alerts.log"
+    memory = MemoryNotifier()
+    alerting = make_alerting(app, notifiers=[memory], shutdown_timeout=0.3, log_file=str(log))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(sender: Any, alert: Alert) -> None:
+        if alert.title == "holds the dispatch thread":
+            entered.set()
+            release.wait(30)
+
+    dropped: list[str] = []
+
+    def on_dropped(sender: Any, alert: Alert, reason: str) -> None:
+        dropped.append(alert.title)
+
+    with alert_raised.connected_to(hold, app), alert_dropped.connected_to(on_dropped, app):
+        alerting.alert("holds the dispatch thread")
+        assert entered.wait(10)
+        alerting.alert("waits behind it")
+        try:
+            assert alerting.shutdown() is False
+        finally:
+            release.set()
+    assert dropped == ["waits behind it"]
+    text = log.read_text(encoding="utf-8")
+    assert ":WARNING:waits behind it" in text
+    # The dispatch thread, held past the shutdown's wait, still ends after its item.
+    assert join_threads("flask-alerting-shutdown-late-") == []
 
 
 # -- exit hook ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ and a ``SimpleQueue.put``. Building alerts (formatting tracebacks), throttling, 
 signals happen on the dispatch thread (:class:`~flask_alerting.dispatch.Dispatcher`); each
 notifier sends on its own thread (:class:`~.worker.NotifierWorker`), so a slow or dead
 notifier never delays another. Threads start lazily, start over in a forked child (which
-never re-sends its parent's queue), and are flushed and stopped at interpreter exit (see
+never re-sends its parent's queue), and are flushed and stopped when the process ends:
+at exit, on SIGTERM, at the end of a multiprocessing child (see
 :mod:`flask_alerting._lifecycle`). :meth:`Pipeline.divert` hands alerts to a sink instead
 (test helpers).
 """
@@ -415,11 +416,15 @@ class Pipeline:
                 self._thread.join(remaining())
         lost: list[tuple[Notifier, Alert]] = []
         # Submitted after the flush, while stopping: never delivered, but never silent.
-        late = [item for item in _drain(self._inbound) if not isinstance(item, _Marker)]
+        drained = _drain(self._inbound)
+        late = [item for item in drained if not isinstance(item, _Marker)]
+        if _STOP in drained:  # a dispatch thread still busy stops after its item
+            self._inbound.put(_STOP)
         with guard("reporting alerts raised during shutdown"):
             for item in late:
                 alert = item if isinstance(item, Alert) else item()
                 if alert is not None:
+                    self._log_late(item, alert)
                     lost += [(worker.notifier, alert) for worker in self.workers]
         for worker in self.workers:
             left, clean = worker.close(remaining())
@@ -429,6 +434,15 @@ class Pipeline:
             delivered = False
             report_undelivered(lost, self.sender)
         return delivered
+
+    def _log_late(self, item: AlertItem, alert: Alert) -> None:
+        """Write an alert that came too late to be dispatched to the alert log all the
+        same: the log holds every alert raised (see docs/delivery.rst)."""
+        with guard("logging an alert raised during shutdown"):
+            if not (isinstance(item, PendingAlert) and item.logged):
+                self.log(alert)
+            elif self.log_logged is not None:
+                self.log_logged(alert)
 
     def stats(self) -> dict[str, Any]:
         """Counters and queue depths, for status displays."""
@@ -478,5 +492,13 @@ def _shutdown_all() -> None:
             pipeline.shutdown()
 
 
+def _shutdown_budget() -> float:
+    """Seconds :func:`_shutdown_all` may take: each open pipeline's shutdown timeout,
+    and the short floor of its joins (see :meth:`Pipeline.shutdown`)."""
+    return sum(
+        p.shutdown_timeout + 0.05 * (1 + len(p.workers)) for p in list(_pipelines) if not p.closed
+    )
+
+
 _lifecycle.after_fork("delivery", _after_fork_in_child)
-_lifecycle.at_exit("delivery", _shutdown_all)
+_lifecycle.at_exit("delivery", _shutdown_all, budget=_shutdown_budget)

@@ -438,5 +438,10 @@ def _stop_all() -> None:
             logger.exception("flask-alerting: could not stop the metrics sampler at exit")
 
 
+def _stop_budget() -> float:
+    """Seconds :func:`_stop_all` may take: its join of each running sampler thread."""
+    return sum(1.0 for sampler in list(_samplers) if sampler.running)
+
+
 _lifecycle.after_fork("metrics", _after_fork_in_child)
-_lifecycle.at_exit("metrics", _stop_all)
+_lifecycle.at_exit("metrics", _stop_all, budget=_stop_budget)
