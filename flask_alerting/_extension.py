@@ -28,6 +28,7 @@ from .dispatch import Clock
 from .metrics.builtin import resolve_spec
 from .metrics.rules import RuleSpec, RuleStatus, check_new_name
 from .metrics.sampler import CheckResult
+from .metrics.status import SamplingStatus
 from .notifiers.base import Notifier, as_notifier
 from .timing import P, R, Timer, Timing, TimingStats, install_slow_requests
 
@@ -367,9 +368,18 @@ class FlaskAlerting:
         """Every metric rule with its state (``ok``/``pending``/``firing``) and last value.
 
         In a process that does not sample (another gunicorn worker, the CLI), the states
-        are those the sampling process of this host last recorded.
+        are those the sampling process of this host last recorded. A state that is not
+        current (that process stopped, or has not sampled for a few intervals; the rule
+        was never sampled) is ``"unknown"``, with ``current`` False and a ``note``
+        saying why.
         """
         return self._get_state(app).sampler.status()
+
+    def sampling_status(self, app: Flask | None = None) -> SamplingStatus:
+        """Which process of this host samples the metric rules, whether it is running,
+        when it last sampled, whether the states are current, and the rules' states
+        (:class:`~flask_alerting.metrics.SamplingStatus`)."""
+        return self._get_state(app).sampler.sampling()
 
     def check(self, app: Flask | None = None, *, window: float = 0.5) -> list[CheckResult]:
         """Sample every rule once now: ``(name, value, threshold, breached, error)`` each.

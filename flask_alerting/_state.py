@@ -149,7 +149,7 @@ def create_state(
     )
     sampler = build_sampler(
         config, app_name=app.name, specs=specs, submit=pipeline.submit, labels=labels,
-        clock=clock,
+        clock=clock, sender=app,
     )
     weakref.finalize(app, _app_freed, pipeline, sampler, alert_log, handler).atexit = False
     return State(

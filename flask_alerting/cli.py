@@ -24,6 +24,7 @@ from ._version import installed_version
 from .alert import Alert
 from .config import SMTP_PORTS, ConfigurationError, ConfigVars
 from .metrics.rules import RuleStatus
+from .metrics.status import SamplingStatus
 from .notifiers.base import Notifier
 from .notifiers.smtp import SMTPNotifier
 from .render import fmt_duration
@@ -176,7 +177,9 @@ def status_command() -> None:
     counters and slow-call timings.
 
     Rule states come from the process that samples the metrics on this host (for
-    example a gunicorn worker); delivery counters and timings are this process's.
+    example a gunicorn worker), with the age of its last sample; when that process is
+    not running, is stopped or has not sampled for a few intervals, the rules show as
+    "unknown". Delivery counters and timings are this process's.
     """
     click.echo("\n".join(_status_lines(_state())))
 
@@ -205,12 +208,12 @@ def _status_lines(state: State) -> list[str]:
         [(n.name, _mask(_one_line(n.describe()), secret)) for n in state.notifiers],
     )
 
-    rules = state.extension.rule_states()
-    lines += ["", f"Metric rules: {_sampler_line(state, rules)}"]
-    if rules:
+    sampling = state.extension.sampling_status()
+    lines += ["", f"Metric rules: {_sampler_line(state, sampling)}"]
+    if sampling.rules:
         lines += _table(
             ("RULE", "STATE", "VALUE", "THRESHOLD", "RESOLVES BELOW", "FOR", "SINCE", "NOTE"),
-            [_rule_row(rule) for rule in rules],
+            [_rule_row(rule, sampling) for rule in sampling.rules],
         )
     else:
         lines.append("  (none)")
@@ -260,37 +263,65 @@ def _status_lines(state: State) -> list[str]:
     return lines
 
 
-def _sampler_line(state: State, rules: Sequence[RuleStatus]) -> str:
+def _sampler_line(state: State, sampling: SamplingStatus) -> str:
+    """Who samples, when last, and whether the states below are current: one line."""
     config = state.config
-    sampler = state.sampler
-    every = f"every {_number(config.metrics_interval)} s"
+    every = f"every {_number(sampling.interval)} s"
+    ago = None if sampling.last_sample_age is None else _ago(sampling.last_sample_age)
+    if sampling.this_process:
+        who = f"this process (pid {sampling.pid})"
+        if sampling.current:
+            line = f"sampled {every} by {who}, last sample {ago}"
+        elif ago is None:
+            line = f"sampled {every} by {who}; no sample yet"
+        else:
+            why = (
+                f"whose sampler {sampling.reason}"
+                if sampling.reason in ("is stopped", "retired")
+                else f"which {sampling.reason}"
+            )
+            line = f"last sampled {ago} by {who}, {why}: states below are not current"
+    elif sampling.pid is None or ago is None:
+        line = "no sample recorded"
+    elif sampling.current:
+        line = f"sampled {every} by pid {sampling.pid}, last sample {ago}"
+    else:
+        line = (
+            f"last sampled {ago} by pid {sampling.pid}, which {sampling.reason}: "
+            "states below are not current"
+        )
+    if sampling.lock_path is not None:
+        held = {True: ", held", False: ", free", None: ""}[sampling.lock_held]
+        line += f" (lock {sampling.lock_path}{held})"
+        if sampling.pid is None and sampling.lock_held is False:
+            line += f": no process of this host samples app {current_app.name!r}"
+    if sampling.standing_by:
+        line += "; this process stands by"
     if not config.enabled or not config.metrics_enabled:
         off = "ALERTING_ENABLED" if not config.enabled else "ALERTING_METRICS_ENABLED"
-        return (
-            f"not sampled by this process ({off} is false); states as another process "
-            "of this host last recorded them, if any"
-        )
-    if sampler.running and sampler.leader:
-        return f"sampled {every} by this process"
-    if all(rule.last_sample_age is None for rule in rules):
-        return (
-            f"sampled {every} by the process of this host that holds the lock "
-            f"{sampler.lock_path}; no sample recorded yet"
-        )
-    return (
-        f"sampled {every} by another process of this host (lock {sampler.lock_path}); "
-        "states as it last recorded them"
-    )
+        line += f"; this process does not sample ({off} is false)"
+    return line
 
 
-def _rule_row(rule: RuleStatus) -> tuple[str, ...]:
+def _ago(seconds: float) -> str:
+    return "just now" if seconds < 1 else f"{fmt_duration(seconds)} ago"
+
+
+def _rule_row(rule: RuleStatus, sampling: SamplingStatus) -> tuple[str, ...]:
     unit = _UNITS.get(rule.name, "")
-    never = rule.last_sample_age is None
-    note = f"probe failed: {rule.error}" if rule.error else ("never sampled" if never else "")
+    value = "-" if rule.value is None else _with_unit(rule.value, unit)
+    if rule.current:
+        note = f"probe failed: {rule.error}" if rule.error else ""
+    elif rule.last_state is not None:
+        note = f"last sample: {rule.last_state}, {value}"
+    elif sampling.current and rule.note:
+        note = rule.note  # this rule only: never sampled, or another definition
+    else:
+        note = "never sampled"
     return (
         rule.name,
         rule.state,
-        "-" if rule.value is None else _with_unit(rule.value, unit),
+        value if rule.current else "-",
         _with_unit(rule.threshold, unit),
         _with_unit(rule.resolve_below, unit),
         fmt_duration(rule.for_),

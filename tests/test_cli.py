@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,6 +18,9 @@ from flask_alerting import FlaskAlerting, LogNotifier, MemoryNotifier, Notifier,
 from flask_alerting.alert import Alert
 from flask_alerting.cli import alerting_cli
 from flask_alerting.config import KEYS
+from flask_alerting.metrics.rules import Rule
+from flask_alerting.metrics.sampler import Sampler
+from tests.conftest import FakeClock
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -351,7 +355,16 @@ def test_status_shows_rules_pipeline_and_timings(
     result = app.test_cli_runner().invoke(args=["alerting", "status"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "Metric rules: sampled every 0.05 s by this process" in lines
+    lock = re.escape(str(tmp_path / "metrics.lock"))
+    assert [
+        line
+        for line in lines
+        if re.fullmatch(
+            rf"Metric rules: sampled every 0\.05 s by this process \(pid {os.getpid()}\), "
+            rf"last sample (just now|\d+ s ago) \(lock {lock}, held\)",
+            line,
+        )
+    ], result.output
     rows = {
         line.split()[0]: line.split()
         for line in lines
@@ -377,6 +390,87 @@ def test_status_without_sampling_says_so(
     assert "(ALERTING_METRICS_ENABLED is false)" in result.output
     assert "never sampled" in result.output
     assert "Traceback" not in result.output
+
+
+def test_status_says_who_samples_and_when_the_states_are_not_current(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting], tmp_path: Path, clock: FakeClock
+) -> None:
+    lock = tmp_path / "metrics.lock"
+    app.config.update(
+        ALERTING_METRICS_ENABLED=True,
+        ALERTING_METRICS_INTERVAL=3600,  # its thread never samples: the test ticks it
+        ALERTING_METRICS_LOCK_FILE=str(lock),
+        ALERTING_CPU_THRESHOLD=None,
+        ALERTING_MEMORY_THRESHOLD=None,
+    )
+    alerting = make_alerting(app, notifiers=[MemoryNotifier()], clock=clock)
+    alerting.add_rule("queue-depth", lambda: 0.0, threshold=100)
+    alerting.add_rule("jobs", lambda: 0.0, threshold=10)
+    # The sampling process (a worker: an open file of its own on the lock), its "jobs"
+    # rule configured with another threshold.
+    worker = Sampler(
+        name="testapp",
+        rules=[
+            Rule(name="queue-depth", probe=lambda: 150.0, threshold=100.0),
+            Rule(name="jobs", probe=lambda: 3.0, threshold=20.0),
+        ],
+        submit=lambda alert: None,
+        labels={"app": "testapp", "host": "h"},
+        interval=5.0,
+        lock_path=str(lock),
+        clock=clock,
+    )
+    runner = app.test_cli_runner()
+
+    def status() -> tuple[str, dict[str, list[str]]]:
+        result = runner.invoke(args=["alerting", "status"])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        [header] = [line for line in lines if line.startswith("Metric rules: ")]
+        rows = {
+            line.split()[0]: line.split()
+            for line in lines
+            if line.startswith(("  queue-depth ", "  jobs "))
+        }
+        return header, rows
+
+    try:
+        header, rows = status()
+        assert header == (
+            f"Metric rules: no sample recorded (lock {lock}, free): no process of this host "
+            "samples app 'testapp'"
+        )
+        assert rows["queue-depth"][1:3] == ["unknown", "-"]
+        assert rows["queue-depth"][-2:] == ["never", "sampled"]
+
+        assert worker.tick()
+        assert not alerting._get_state(app).sampler.tick()  # this process stands by
+        clock.advance(3.0)
+        header, rows = status()
+        assert header == (
+            f"Metric rules: sampled every 5 s by pid {os.getpid()}, last sample 3 s ago "
+            f"(lock {lock}, held); this process stands by"
+        )
+        assert rows["queue-depth"][:5] == ["queue-depth", "firing", "150", "100", "95"]
+        # another threshold there: what it records is no state of this rule
+        assert rows["jobs"][1:3] == ["unknown", "-"]
+        assert " ".join(rows["jobs"][8:]) == "the sampling process's rule is > 20, not > 10"
+
+        clock.advance(60.0)  # no sample since
+        header, rows = status()
+        assert header == (
+            f"Metric rules: last sampled 1 min 3 s ago by pid {os.getpid()}, which has not "
+            "sampled since (every 5 s expected): states below are not current "
+            f"(lock {lock}, held); this process stands by"
+        )
+        assert rows["queue-depth"][1:3] == ["unknown", "-"]
+        assert " ".join(rows["queue-depth"][8:]) == "last sample: firing, 150"
+    finally:
+        worker.stop()
+    header, _ = status()
+    assert header.startswith(
+        f"Metric rules: last sampled 1 min 3 s ago by pid {os.getpid()}, which released the lock: "
+    )
 
 
 # -- flask alerting check ------------------------------------------------------------------
@@ -422,7 +516,7 @@ def test_check_exits_1_when_a_rule_breaches_and_changes_nothing(
     assert row.split()[3:] == ["0", "%", "ABOVE"]
     assert "1 of 1 rule(s) above the threshold" in result.output
     # A check samples without moving the rule's state or sending anything.
-    assert [(r.name, r.state) for r in alerting.rule_states(app)] == [("memory", "ok")]
+    assert [(r.name, r.state) for r in alerting.rule_states(app)] == [("memory", "unknown")]
     assert alerting.flush(5) and smtp_server.raw == []
 
 

@@ -848,8 +848,9 @@ def lock_samplers() -> Iterator[Callable[..., Sampler]]:
 
 
 def forged_state(clock_now: float) -> bytes:
-    """A rule state another user could write: "firing" since a while, and notified in the
-    far future, so that neither a "firing" alert nor a reminder would ever leave."""
+    """A rule state another user could write: "firing" since a while, delivered, and
+    notified in the far future, so that neither a "firing" alert nor a reminder would
+    ever leave."""
     state = {
         "pid": 1,
         "boot": float(psutil.boot_time()),
@@ -865,6 +866,9 @@ def forged_state(clock_now: float) -> bytes:
                 "changed_at": clock_now - 30.0,
                 "sampled_at": clock_now,
                 "error": None,
+                "threshold": 80.0,
+                "comparison": ">",
+                "notice": "sent",
             }
         },
     }
@@ -917,7 +921,7 @@ def test_forged_state_in_another_users_file_is_never_restored(
     sent: list[Alert] = []
     sampler = lock_samplers(str(lock), submit=sent.append, clock=clock)
     (shown,) = sampler.status()  # not even shown as the rule's state
-    assert shown.state == "ok"
+    assert (shown.state, shown.last_state) == ("unknown", None)
     assert sampler.tick()
     assert [a.status for a in sent] == ["firing"]
     assert json.loads(lock.read_bytes())["pid"] == 1  # and never written to

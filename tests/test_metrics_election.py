@@ -12,7 +12,7 @@ import pytest
 
 from flask_alerting.metrics.election import Election
 from flask_alerting.metrics.rules import Rule, RuleMachine
-from flask_alerting.metrics.shared import SHARE_EVERY, SharedStates
+from flask_alerting.metrics.shared import CONTINUE_WITHIN, SharedStates
 from tests.conftest import FakeClock
 
 
@@ -65,6 +65,7 @@ RULE = Rule(name="cpu", probe=lambda: 0.0, threshold=80.0, hysteresis=5.0)
 def machines(clock: FakeClock) -> list[RuleMachine]:
     machine = RuleMachine(RULE, clock)
     machine.observe(95.0)  # firing (for_ = 0)
+    assert machine.confirm()  # and its alert delivered
     return [machine]
 
 
@@ -87,7 +88,68 @@ def test_records_of_another_boot_stale_or_malformed_are_ignored(clock: FakeClock
     other_boot = SharedStates(clock, interval=5.0)
     other_boot.boot = (shared.boot or 0.0) - 3600.0
     assert other_boot.decode(raw) is None
-    clock.advance(3 * 5.0 + SHARE_EVERY + 61)
+    clock.advance(3 * 5.0 + CONTINUE_WITHIN + 1)
     assert shared.decode(raw) is None  # nobody wrote for too long
     for bad in (None, b"", b"   ", b"not json", b"[]", b'{"rules": []}'):
         assert shared.decode(bad) is None
+
+
+# -- telling whether the lock is held, without taking part ------------------------------------
+
+
+def test_held_tells_without_electing_anyone(elections: list[Election], tmp_path: Path) -> None:
+    a, b = elections
+    assert b.held() is False  # no file yet: nobody
+    assert not (tmp_path / "metrics.lock").exists()  # and none created by asking
+    assert a.elect()
+    assert b.held() is True
+    assert b.held() is True and not b.leader and b.fd is None  # asked twice, never elected
+    a.release()
+    assert b.held() is False
+    # the test gave its shared lock back: the next process is elected at once
+    assert b.elect() and b.locked
+    assert a.held() is True
+
+
+def test_standing_by_is_said_after_a_busy_try(elections: list[Election]) -> None:
+    a, b = elections
+    assert not b.standing_by
+    assert a.elect() and not b.elect()
+    assert b.standing_by and not a.standing_by
+    a.release()
+    assert b.elect() and not b.standing_by
+
+
+# -- the record: readable at any age, continued only while fresh ------------------------------
+
+
+def test_a_record_names_its_writer_and_last_sample(clock: FakeClock) -> None:
+    shared = SharedStates(clock, interval=5.0)
+    raw = shared.encode(4242, machines(clock), started=1234.5, sampled=clock() - 1.0)
+    clock.advance(3 * 5.0 + CONTINUE_WITHIN + 1)
+    assert shared.decode(raw) is None  # too old to continue...
+    recorded = shared.read(raw)  # ...but still shown, as old as it is
+    assert recorded is not None
+    assert (recorded.pid, recorded.started, recorded.interval) == (4242, 1234.5, 5.0)
+    assert recorded.sampled == pytest.approx(999.0) and recorded.written == 1000.0
+    assert SharedStates(clock, interval=5.0).read(raw.replace(b'"boot":', b'"was":')) is None
+
+
+def test_recorded_statuses_are_unknown_when_stale_or_of_another_definition(
+    clock: FakeClock,
+) -> None:
+    shared = SharedStates(clock, interval=5.0)
+    recorded = shared.read(shared.encode(1, machines(clock), sampled=clock()))
+    assert recorded is not None
+    (current,) = recorded.statuses([RULE], clock)
+    assert (current.state, current.current, current.note) == ("firing", True, None)
+    (stale,) = recorded.statuses([RULE], clock, "not current: the sampling process is stopped")
+    assert (stale.state, stale.last_state, stale.value) == ("unknown", "firing", 95.0)
+    assert stale.note == "not current: the sampling process is stopped"
+    other = Rule(name="cpu", probe=lambda: 0.0, threshold=90.0, hysteresis=5.0)
+    (mismatch,) = recorded.statuses([other], clock)
+    assert (mismatch.state, mismatch.last_state) == ("unknown", None)
+    assert mismatch.note == "the sampling process's rule is > 80, not > 90"
+    unrecorded = Rule(name="disk", probe=lambda: 0.0, threshold=90.0)
+    (never,) = recorded.statuses([unrecorded], clock)
+    assert (never.state, never.note) == ("unknown", "never sampled")

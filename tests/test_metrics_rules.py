@@ -239,12 +239,14 @@ def test_failed_probe_keeps_state_and_records_error(clock: FakeClock) -> None:
 def test_status_reports_state_value_and_ages(clock: FakeClock) -> None:
     machine = RuleMachine(rule(for_=30.0), clock)
     status = machine.status()
+    # never sampled: nothing is known yet, so not "ok"
     assert (status.state, status.value, status.since, status.last_sample_age) == (
-        "ok",
+        "unknown",
         None,
         None,
         None,
     )
+    assert (status.current, status.last_state, status.note) == (False, None, "never sampled")
     machine.observe(85.0)
     clock.advance(12.0)
     status = machine.status()
@@ -253,11 +255,21 @@ def test_status_reports_state_value_and_ages(clock: FakeClock) -> None:
     assert status.since == pytest.approx(12.0)
     assert status.last_sample_age == pytest.approx(12.0)
     assert status.threshold == 80.0 and status.resolve_below == 75.0
+    assert (status.current, status.last_state, status.note) == (True, "pending", None)
+    stale = machine.status(stale="not current: the sampling process is not running")
+    assert (stale.state, stale.current, stale.last_state, stale.value) == (
+        "unknown",
+        False,
+        "pending",
+        85.0,
+    )
+    assert stale.since is None and stale.note == "not current: the sampling process is not running"
 
 
 def test_snapshot_restore_continues_the_breach(clock: FakeClock) -> None:
     first = RuleMachine(rule(for_=0.0, repeat_seconds=100.0), clock)
     first.observe(90.0)
+    assert first.confirm()  # its "firing" alert was delivered
     clock.advance(30.0)
     second = RuleMachine(rule(for_=0.0, repeat_seconds=100.0), clock)
     assert second.restore(first.snapshot())
@@ -270,6 +282,91 @@ def test_snapshot_restore_continues_the_breach(clock: FakeClock) -> None:
     assert event.breach_seconds == pytest.approx(100.0)
     clock.advance(5.0)
     assert second.observe(10.0).kind == "resolved"  # type: ignore[union-attr]
+
+
+def test_a_breach_whose_firing_alert_was_lost_resolves_quietly(clock: FakeClock) -> None:
+    machine = RuleMachine(rule(for_=0.0), clock)
+    assert machine.observe(90.0).kind == "firing"  # type: ignore[union-attr]
+    assert machine.notice == "queued"  # handed to delivery by the caller
+    assert machine.lose() and machine.notice is None
+    clock.advance(5.0)
+    event = machine.observe(10.0)
+    assert event is not None and event.kind == "resolved" and not event.notified
+    # the next breach is notified again
+    assert machine.observe(90.0).kind == "firing"  # type: ignore[union-attr]
+    clock.advance(5.0)
+    assert machine.observe(10.0).notified  # type: ignore[union-attr]
+
+
+def test_confirm_and_lose_only_concern_a_firing_breach(clock: FakeClock) -> None:
+    machine = RuleMachine(rule(for_=30.0), clock)
+    assert not machine.confirm() and not machine.lose()  # ok: nothing to confirm
+    machine.observe(90.0)  # pending
+    assert not machine.confirm() and machine.notice is None
+    clock.advance(30.0)
+    machine.observe(90.0)  # firing
+    assert machine.confirm() and machine.notice == "sent"
+    assert not machine.confirm()  # no news
+    assert not machine.lose()  # delivered by one notifier: it was not lost
+    assert machine.notice == "sent"
+
+
+def _fired(clock: FakeClock, *, delivered: bool, **kwargs: Any) -> dict[str, Any]:
+    first = RuleMachine(rule(for_=0.0, **kwargs), clock)
+    first.observe(90.0)
+    if delivered:
+        first.confirm()
+    return first.snapshot()
+
+
+def test_snapshot_names_the_definition_and_the_notice(clock: FakeClock) -> None:
+    saved = _fired(clock, delivered=True)
+    assert (saved["threshold"], saved["comparison"], saved["notice"]) == (80.0, ">", "sent")
+    assert _fired(clock, delivered=False)["notice"] == "queued"
+
+
+def test_restore_continues_an_undelivered_firing_as_pending(clock: FakeClock) -> None:
+    saved = _fired(clock, delivered=False)
+    clock.advance(30.0)
+    second = RuleMachine(rule(for_=0.0), clock)
+    assert second.restore(saved)
+    assert (second.state, second.notice, second.last_notified) == ("pending", None, None)
+    assert second.dropped is not None and "never confirmed delivered" in second.dropped
+    # the breach goes on: it fires now, its duration counted from its real start
+    event = second.observe(91.0)
+    assert event is not None and event.kind == "firing"
+    assert event.breach_seconds == pytest.approx(30.0)
+
+
+def test_restore_of_an_undelivered_firing_that_ended_is_quiet(clock: FakeClock) -> None:
+    second = RuleMachine(rule(for_=0.0), clock)
+    assert second.restore(_fired(clock, delivered=False))
+    assert second.observe(10.0) is None  # no "resolved" for a "firing" nobody received
+    assert second.state == "ok"
+
+
+@pytest.mark.parametrize(
+    "change", [{"threshold": 85.0}, {"threshold": None}], ids=["new-threshold", "older-version"]
+)
+def test_restore_under_another_definition_starts_afresh(
+    clock: FakeClock, change: dict[str, Any]
+) -> None:
+    saved = _fired(clock, delivered=True)
+    if change["threshold"] is None:
+        for key in ("threshold", "comparison", "notice"):  # written before 0.2
+            del saved[key]
+    second = RuleMachine(rule(for_=0.0, threshold=95.0), clock)
+    assert second.restore(saved)
+    assert (second.state, second.breach_started, second.value) == ("ok", None, None)
+    assert second.dropped is not None and "it is > 95" in second.dropped
+    # 90 under the new threshold: a continued "firing" would have resolved here
+    assert second.observe(10.0) is None and second.observe(90.0) is None
+
+
+def test_restore_for_display_keeps_the_state_as_recorded(clock: FakeClock) -> None:
+    shown = RuleMachine(rule(for_=0.0), clock)
+    assert shown.restore(_fired(clock, delivered=False), continuing=False)
+    assert (shown.state, shown.notice, shown.dropped) == ("firing", "queued", None)
 
 
 @pytest.mark.parametrize(

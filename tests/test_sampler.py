@@ -14,6 +14,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,7 @@ def test_one_process_samples_the_other_stands_by_and_takes_over(
     assert a.tick() and not b.tick()
     assert probe_b.calls == 0
     assert [x.status for x in sent_a] == ["firing"]
+    a.delivered(sent_a[0])  # a notifier delivered it (the alert_sent signal)
 
     # the stand-by sees the leader's states through the lock file
     (seen,) = b.status()
@@ -285,6 +287,211 @@ def test_stale_state_is_not_continued(
     assert [x.status for x in sent] == ["firing"]
 
 
+def _record(lock: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(lock.read_text())
+    return data
+
+
+@pytest.mark.parametrize("breach", ["goes on", "ended"])
+def test_a_firing_never_confirmed_delivered_is_not_continued(
+    samplers: Callable[..., Sampler],
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    breach: str,
+) -> None:
+    """The first sampler fired, but no notifier confirmed the alert before it went away
+    (killed with the e-mail in its queue): nobody may have heard of the breach."""
+    lock = tmp_path / "metrics.lock"
+    sent_a: list[Alert] = []
+    a = samplers([rule("cpu", Series(90.0))], submit=sent_a.append, lock_path=str(lock),
+                 clock=clock)  # fmt: skip
+    assert a.tick() and [x.status for x in sent_a] == ["firing"]
+    assert _record(lock)["rules"]["cpu"]["notice"] == "queued"
+    a.stop()
+    sent_b: list[Alert] = []
+    value = 90.0 if breach == "goes on" else 10.0
+    b = samplers([rule("cpu", Series(value))], submit=sent_b.append, lock_path=str(lock),
+                 clock=clock)  # fmt: skip
+    clock.advance(5.0)
+    with caplog.at_level(logging.INFO, logger="flask_alerting"):
+        assert b.tick() and b.leader
+    # goes on: the alert that may never have left leaves now; ended: nothing at all
+    assert [x.status for x in sent_b] == (["firing"] if breach == "goes on" else [])
+    [dropped] = [r.getMessage() for r in caplog.records if "does not continue" in r.getMessage()]
+    assert f"recorded by pid {os.getpid()}" in dropped and "never confirmed delivered" in dropped
+    assert all(r.levelno == logging.INFO for r in caplog.records if "does not" in r.getMessage())
+
+
+@pytest.mark.parametrize(
+    ("threshold", "value", "expected"),
+    [(95.0, 87.0, []), (80.0, 10.0, ["resolved"])],
+    ids=["new-threshold", "same-threshold"],
+)
+def test_a_changed_threshold_does_not_resolve_the_old_breach(
+    samplers: Callable[..., Sampler],
+    clock: FakeClock,
+    tmp_path: Path,
+    threshold: float,
+    value: float,
+    expected: list[str],
+) -> None:
+    lock = tmp_path / "metrics.lock"
+    sent_a: list[Alert] = []
+    a = samplers([rule("cpu", Series(90.0))], submit=sent_a.append, lock_path=str(lock),
+                 clock=clock)  # fmt: skip
+    a.tick()
+    a.delivered(sent_a[0])
+    assert _record(lock)["rules"]["cpu"]["notice"] == "sent"
+    a.stop()  # restarted with another configuration
+    sent_b: list[Alert] = []
+    b = samplers([rule("cpu", Series(value), threshold=threshold)], submit=sent_b.append,
+                 lock_path=str(lock), clock=clock)  # fmt: skip
+    clock.advance(5.0)
+    assert b.tick()
+    # 87 is under the resolve point of a breach of 95 (90): only the rule that fired
+    # may resolve, and the new threshold never fired
+    assert [x.status for x in sent_b] == expected
+
+
+def test_a_firing_alert_dropped_by_the_pipeline_resolves_quietly(
+    samplers: Callable[..., Sampler], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent: list[Alert] = []
+    probe = Series(90.0, 10.0)
+    sampler = samplers([rule("cpu", probe)], submit=sent.append, clock=clock)
+    sampler.tick()
+    sampler.lost(sent[0])  # alert_dropped: the queue was full
+    clock.advance(5.0)
+    with caplog.at_level(logging.INFO, logger="flask_alerting"):
+        sampler.tick()
+    assert [x.status for x in sent] == ["firing"]
+    assert "no 'resolved' alert, as its 'firing' alert was never delivered" in caplog.text
+
+
+def test_a_late_delivery_of_an_earlier_breach_confirms_nothing(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = tmp_path / "metrics.lock"
+    ticks = iter(range(100))
+
+    def wall_clock() -> datetime:
+        return datetime(2024, 5, 1, 12, 0, next(ticks), tzinfo=timezone.utc)
+
+    sent: list[Alert] = []
+    sampler = samplers([rule("cpu", Series(90.0, 10.0, 90.0))], submit=sent.append,
+                       lock_path=str(lock), clock=clock, wall_clock=wall_clock)  # fmt: skip
+    for _ in range(3):
+        sampler.tick()
+        clock.advance(5.0)
+    first, resolved, second = sent
+    assert [x.status for x in sent] == ["firing", "resolved", "firing"]
+    sampler.delivered(resolved)  # a "resolved" alert confirms no breach
+    sampler.delivered(first)  # the earlier breach's, delivered late
+    assert _record(lock)["rules"]["cpu"]["notice"] == "queued"
+    sampler.delivered(second)
+    assert _record(lock)["rules"]["cpu"]["notice"] == "sent"
+
+
+def test_deliveries_are_heard_through_the_signals(
+    app: Flask, make_alerting: Make, tmp_path: Path, clock: FakeClock
+) -> None:
+    class Broken(MemoryNotifier):
+        name = "broken"
+
+        def send(self, alert: Alert) -> None:
+            raise ValueError("refused")  # permanent: never retried
+
+    for notifiers, notice in (([Broken()], "queued"), ([Broken(), MemoryNotifier()], "sent")):
+        lock = tmp_path / f"{notice}.lock"
+        each = Flask(f"app-{notice}")
+        each.config.update(app.config, ALERTING_METRICS_LOCK_FILE=str(lock),
+                           ALERTING_METRICS_FOR=0, ALERTING_MEMORY_THRESHOLD=None)  # fmt: skip
+        alerting = make_alerting(each, notifiers=notifiers, clock=clock)
+        alerting.add_rule("queue-depth", lambda: 150.0, threshold=100)
+        sampler = alerting._get_state(each).sampler  # not started: ALERTING_METRICS_ENABLED
+        assert sampler.tick()
+        with each.app_context():
+            assert alerting.flush(10)
+        # delivered by one notifier of two: someone was told
+        assert _record(lock)["rules"]["queue-depth"]["notice"] == notice
+
+
+def test_sampling_status_is_current_only_while_a_live_holder_samples(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = str(tmp_path / "metrics.lock")
+    a = samplers([rule("cpu", Series(90.0))], lock_path=lock, clock=clock)
+    b = samplers([rule("cpu", Series(90.0))], lock_path=lock, clock=clock)
+    nothing = b.sampling()
+    assert (nothing.current, nothing.reason, nothing.pid, nothing.lock_held) == (
+        False,
+        "recorded no sample",
+        None,
+        False,
+    )
+    assert [(r.state, r.note) for r in nothing.rules] == [("unknown", "never sampled")]
+
+    assert a.tick()
+    own = a.sampling()
+    assert (own.this_process, own.current, own.lock_held) == (True, True, True)
+    assert own.pid == os.getpid()
+    assert own.last_sample_age == 0.0 and [r.state for r in own.rules] == ["firing"]
+    clock.advance(2.0)
+    seen = b.sampling()  # another process (an open file of its own) reads the record
+    assert (seen.this_process, seen.current, seen.reason) == (False, True, None)
+    assert (seen.pid, seen.process, seen.lock_held, seen.interval) == (
+        os.getpid(),
+        "running",
+        True,
+        5.0,
+    )
+    assert seen.last_sample_age == 2.0 and not seen.standing_by
+    assert [(r.state, r.current, r.value) for r in seen.rules] == [("firing", True, 90.0)]
+    assert not b.tick() and b.sampling().standing_by
+
+    # the holder stops sampling (a hung probe, a frozen thread): 3 intervals + 5 s
+    clock.advance(3 * 5.0 + 5.0 - 2.0)
+    assert b.sampling().current and a.sampling().current
+    clock.advance(0.5)
+    for status in (b.sampling(), a.sampling()):
+        assert not status.current
+        assert status.reason == "has not sampled since (every 5 s expected)"
+        [cpu] = status.rules
+        assert (cpu.state, cpu.current, cpu.last_state, cpu.since) == (
+            "unknown",
+            False,
+            "firing",
+            None,
+        )
+    assert b.sampling().rules[0].note == (
+        "not current: the sampling process has not sampled since (every 5 s expected)"
+    )
+    assert a.tick()
+    assert b.sampling().current
+
+    a.stop()  # gives the lock back: nobody samples now
+    gone = b.sampling()
+    assert (gone.current, gone.reason, gone.lock_held) == (False, "released the lock", False)
+    assert [r.state for r in gone.rules] == ["unknown"]
+    assert (a.sampling().current, a.sampling().reason) == (False, "released the lock")
+
+
+def test_own_sampling_status_without_a_lock_file(
+    samplers: Callable[..., Sampler], clock: FakeClock
+) -> None:
+    sampler = samplers([rule("cpu", Series(10.0))], clock=clock)  # lock_path None
+    first = sampler.sampling()
+    assert (first.this_process, first.current, first.reason) == (True, False, "recorded no sample")
+    assert first.lock_path is None and first.lock_held is None
+    sampler.tick()
+    assert sampler.sampling().current
+    sampler.stop()
+    stopped = sampler.sampling()
+    assert (stopped.current, stopped.reason) == (False, "is stopped")
+    assert stopped.rules[0].note == "not current: the sampler of this process is stopped"
+
+
 def test_lock_file_holds_readable_state(
     samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
 ) -> None:
@@ -307,14 +514,15 @@ def test_state_followed_by_stale_bytes_is_still_continued(
         [rule("cpu", Series(90.0))], submit=sent_a.append, lock_path=str(lock), clock=clock
     )
     assert a.tick() and [x.status for x in sent_a] == ["firing"]
+    a.delivered(sent_a[0])
     a.stop()
     lock.write_bytes(lock.read_bytes().rstrip() + b'"value":12.5}},"pid":99}\n')
     sent_b: list[Alert] = []
     b = samplers(
         [rule("cpu", Series(91.0))], submit=sent_b.append, lock_path=str(lock), clock=clock
     )
-    (seen,) = b.status()  # a stand-by reads it...
-    assert (seen.state, seen.value) == ("firing", 90.0)
+    (seen,) = b.status()  # a stand-by reads it (not current: a released the lock)...
+    assert (seen.last_state, seen.value, seen.state) == ("firing", 90.0, "unknown")
     clock.advance(5.0)
     assert b.tick() and b.leader
     assert sent_b == []  # ...and the next leader continues the breach: no second "firing"
@@ -842,7 +1050,7 @@ def test_check_samples_once_and_reports(make_alerting: Make, app: Flask, tmp_pat
     )
     assert 0.0 <= results["cpu"].value <= 100.0  # type: ignore[operator]
     # check() changes no state
-    assert {s.state for s in alerting.rule_states()} == {"ok"}
+    assert {(s.state, s.note) for s in alerting.rule_states()} == {("unknown", "never sampled")}
     assert all(s.value is None for s in alerting.rule_states())
 
 

@@ -1,9 +1,11 @@
 """System metrics: probes (psutil, cgroups), rule state machines, the sampler thread, the
-election of the one process of a host that samples and the states it records for others."""
+election of the one process of a host that samples, the states it records for others and
+whether they are current."""
 
 from .probes import CPUPercent, DiskPercent, LoadPerCore, MemoryPercent, ProcessRSS, SwapPercent
 from .rules import Rule, RuleSpec, RuleStatus
 from .sampler import CheckResult, Sampler
+from .status import SamplingStatus
 
 __all__ = [
     "CPUPercent",
@@ -16,5 +18,6 @@ __all__ = [
     "RuleSpec",
     "RuleStatus",
     "Sampler",
+    "SamplingStatus",
     "SwapPercent",
 ]

@@ -100,14 +100,17 @@ def build_sampler(
     submit: Callable[[Alert], None],
     labels: Mapping[str, str],
     clock: Clock = time.monotonic,
+    sender: object | None = None,
 ) -> Sampler:
     """The sampler of one app: built-in rules from ``config``, then the ``add_rule`` ones.
 
+    :param sender: the sender of the delivery pipeline's signals (the app): the sampler
+        hears which of its alerts were delivered (:meth:`.sampler.Sampler.listen`).
     :raises ValueError: when two rules have the same name.
     :raises ConfigurationError: when ``ALERTING_METRICS_LOCK_FILE`` is a symbolic link.
     """
     check_lock_file(config.metrics_lock_file)
-    return Sampler(
+    sampler = Sampler(
         name=app_name,
         rules=[*default_rules(config), *(resolve_spec(spec, config) for spec in specs)],
         submit=submit,
@@ -118,3 +121,6 @@ def build_sampler(
         clock=clock,
         processes=ProcessTable(),
     )
+    if sender is not None:
+        sampler.listen(sender)
+    return sampler

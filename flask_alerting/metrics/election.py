@@ -98,6 +98,12 @@ class Election:
         """True while this process holds the lock (and so may write the file)."""
         return self.fd is not None and self.leader
 
+    @property
+    def standing_by(self) -> bool:
+        """True when this process tried the lock, found it held by another and does not
+        hold it now (it retries every interval)."""
+        return self._standing_by and not self.leader
+
     def elect(self) -> bool:
         """Try the lock once (never blocks). True when this process samples from now on.
 
@@ -221,6 +227,40 @@ class Election:
         if fd is None:
             return None
         return _pread(fd)
+
+    def held(self) -> bool | None:
+        """Whether some process holds the lock, told without taking part in the election.
+
+        The file is opened anew read-only and a *shared* lock tried without blocking: it
+        is refused only while another open file holds the exclusive one (a sampling
+        process, or this one's own :class:`Election`). Taken, it is given back at once;
+        a process trying the exclusive lock at that very moment finds it busy and
+        retries one interval later, as it would behind any holder.
+
+        :return: True: held; False: free (or no file); None: cannot be told (a refused
+            file, no ``flock``).
+        """
+        assert self.path is not None
+        if fcntl is None:  # pragma: no cover - Windows
+            return None
+        try:
+            fd = open_private(self.path, os.O_RDONLY, create=False)
+        except UnsafeFileError as exc:
+            self.refuse(exc)
+            return None
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # also gives a shared lock back
+        return False
 
     def peek(self) -> bytes | None:
         """The file's content, opened anew read-only: what the holder last wrote, seen

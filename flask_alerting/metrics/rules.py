@@ -17,6 +17,13 @@ For a threshold > 0 the hysteresis must be smaller than the threshold, so that a
 0 always resolves a firing rule (for a threshold of 0 it must be 0);
 :func:`default_hysteresis` turns the app's ``ALERTING_METRICS_HYSTERESIS`` into a
 hysteresis that satisfies this.
+
+A "resolved" alert only follows a "firing" one that someone was told of: the machine
+keeps the :attr:`~RuleMachine.notice` of the current breach (its "firing" alert handed to
+delivery, or confirmed delivered), and a breach that ends without one resolves quietly
+(:attr:`Event.notified` is False). A state continued from another process
+(:meth:`RuleMachine.restore`) keeps "firing" only when that process's alert was confirmed
+delivered for the same rule definition (:func:`same_definition`).
 """
 
 from __future__ import annotations
@@ -35,7 +42,12 @@ if TYPE_CHECKING:
     from .processes import TopProcess
 
 State = Literal["ok", "pending", "firing"]
+#: A rule's state as statuses show it: "unknown" when no current sample backs it.
+ShownState = Literal["ok", "pending", "firing", "unknown"]
 EventKind = Literal["firing", "reminder", "resolved"]
+#: What became of the "firing" alert of a breach: handed to this process's delivery
+#: pipeline ("queued"), or delivered by at least one notifier ("sent").
+Notice = Literal["queued", "sent"]
 
 #: A probe: any callable returning a number.
 Probe = Callable[[], float]
@@ -108,6 +120,32 @@ class Rule:
     def resolve_below(self) -> float:
         """A firing rule resolves when the value drops below this."""
         return self.threshold - self.hysteresis
+
+    @property
+    def comparison(self) -> str:
+        """How a value breaches: ``">"`` (strictly above the threshold), the only way so
+        far. Part of the rule's definition that a recorded state must match."""
+        return ">"
+
+
+def describe_definition(saved: Mapping[str, Any]) -> str:
+    """``"> 80"``: the definition a snapshot was taken under (``"?"`` where unknown)."""
+    threshold = saved.get("threshold")
+    shown = f"{threshold:g}" if isinstance(threshold, (int, float)) else "?"
+    return f"{saved.get('comparison') or '?'} {shown}"
+
+
+def same_definition(rule: Rule, saved: Mapping[str, Any]) -> bool:
+    """Whether a :meth:`RuleMachine.snapshot` was taken for this definition of ``rule``:
+    same threshold and comparison (the name is the key it was found under). A snapshot
+    without them (written by an older version) matches nothing."""
+    threshold = saved.get("threshold")
+    return (
+        isinstance(threshold, (int, float))
+        and not isinstance(threshold, bool)
+        and float(threshold) == rule.threshold
+        and saved.get("comparison") == rule.comparison
+    )
 
 
 def check_new_name(name: str, rules: Iterable[Rule | RuleSpec]) -> None:
@@ -186,15 +224,26 @@ class Event:
     value: float
     breach_seconds: float
     reminders: int = 0
+    notified: bool = True
+    """For "resolved": whether the breach's "firing" alert was handed to delivery or
+    delivered. When it was not (it was lost), nobody should hear of its resolution."""
 
 
 class RuleStatus(NamedTuple):
-    """What ``flask alerting status`` shows for one rule."""
+    """What ``flask alerting status`` shows for one rule.
+
+    ``state`` is current (``ok``, ``pending``, ``firing``) only when a sampling process
+    that is still running sampled the rule within the last few intervals; otherwise it
+    is ``"unknown"``, :attr:`current` is False, :attr:`last_state` and :attr:`value` tell
+    what was last recorded and :attr:`note` why it is not current.
+    """
 
     name: str
     display_name: str
-    state: State
+    state: ShownState
+    """``ok``, ``pending``, ``firing``; ``unknown`` when not :attr:`current`."""
     value: float | None
+    """The last value sampled (None: never sampled)."""
     threshold: float
     resolve_below: float
     for_: float
@@ -205,6 +254,16 @@ class RuleStatus(NamedTuple):
     """Seconds since the last sample (None: never sampled)."""
     error: str | None
     """The last probe error, if the last sample failed."""
+    current: bool = True
+    """True when :attr:`state` is current: sampled within the last few intervals by a
+    sampling process that is still running (see
+    :class:`~flask_alerting.metrics.SamplingStatus`). False: :attr:`state` is
+    ``"unknown"``."""
+    last_state: State | None = None
+    """The state at the last sample, current or not (None: never sampled, or not under
+    this rule's definition)."""
+    note: str | None = None
+    """Why :attr:`state` is not current, one line (None when it is)."""
 
 
 class RuleMachine:
@@ -225,6 +284,11 @@ class RuleMachine:
         self.reminders = 0
         self.changed_at: float | None = None
         self.sampled_at: float | None = None
+        #: What became of the current breach's "firing" alert (None: none was sent, or
+        #: it was lost): see :meth:`confirm` and :meth:`lose`.
+        self.notice: Notice | None = None
+        #: Set by :meth:`restore`: what of a recorded state was not continued, and why.
+        self.dropped: str | None = None
 
     def observe(self, value: float) -> Event | None:
         """Take one sample; return the event it causes, if any.
@@ -256,15 +320,19 @@ class RuleMachine:
             self._enter("firing", now)
             self.last_notified = now
             self.reminders = 0
+            # The caller hands the event's alert to delivery.
+            self.notice = "queued"
             return Event("firing", rule, value, now - self.breach_started)
         # firing
         assert self.breach_started is not None and self.last_notified is not None
         duration = now - self.breach_started
         if value < rule.resolve_below:
+            notified = self.notice is not None
             self._enter("ok", now)
             self.breach_started = None
             self.last_notified = None
-            return Event("resolved", rule, value, duration, self.reminders)
+            self.notice = None
+            return Event("resolved", rule, value, duration, self.reminders, notified)
         if now - self.last_notified >= rule.repeat_seconds:
             self.last_notified = now
             self.reminders += 1
@@ -276,26 +344,59 @@ class RuleMachine:
         self.error = error
         self.sampled_at = self.clock()
 
+    def confirm(self) -> bool:
+        """A notifier delivered an alert of the current breach ("firing" or a reminder).
+
+        :return: True when that is news (the state to record changed).
+        """
+        if self.state != "firing" or self.notice == "sent":
+            return False
+        self.notice = "sent"
+        return True
+
+    def lose(self) -> bool:
+        """The current breach's "firing" alert was lost before any delivery (dropped):
+        its resolution will be quiet. True when that changed the notice."""
+        if self.state != "firing" or self.notice != "queued":
+            return False
+        self.notice = None
+        return True
+
     def _enter(self, state: State, now: float) -> None:
         self.state = state
         self.changed_at = now
 
-    def status(self) -> RuleStatus:
-        """A read-only view for status displays."""
+    def status(self, *, stale: str | None = None) -> RuleStatus:
+        """A read-only view for status displays.
+
+        :param stale: why the state is not current (the sampling process stopped...);
+            None: it is, when the rule was sampled at all. A state that is not current
+            shows as ``"unknown"``.
+        """
         now = self.clock()
         rule = self.rule
+        sampled = self.sampled_at is not None
+        note = stale if sampled else (stale or "never sampled")
+        current = note is None
         return RuleStatus(
             name=rule.name,
             display_name=rule.display_name,
-            state=self.state,
+            state=self.state if current else "unknown",
             value=self.value,
             threshold=rule.threshold,
             resolve_below=rule.resolve_below,
             for_=rule.for_,
             severity=rule.severity,
-            since=None if self.changed_at is None else max(0.0, now - self.changed_at),
+            since=(
+                max(0.0, now - self.changed_at)
+                if current and self.changed_at is not None
+                else None
+            ),
             last_sample_age=None if self.sampled_at is None else max(0.0, now - self.sampled_at),
             error=self.error,
+            current=current,
+            last_state=self.state if sampled else None,
+            note=note,
         )
 
     # -- hand-over between processes ----------------------------------------------------------
@@ -312,14 +413,33 @@ class RuleMachine:
     )
 
     def snapshot(self) -> dict[str, Any]:
-        """The state as plain data (JSON-able), for the process that takes over sampling."""
-        return {name: getattr(self, name) for name in self._SAVED}
+        """The state as plain data (JSON-able), for the process that takes over sampling:
+        with the rule's definition (threshold, comparison) and the breach's notice."""
+        data = {name: getattr(self, name) for name in self._SAVED}
+        data["threshold"] = self.rule.threshold
+        data["comparison"] = self.rule.comparison
+        data["notice"] = self.notice
+        return data
 
-    def restore(self, data: Mapping[str, Any]) -> bool:
+    def restore(self, data: Mapping[str, Any], *, continuing: bool = True) -> bool:
         """Adopt a :meth:`snapshot` taken with the same clock; False when it is unusable.
 
-        Times later than now are taken as now.
+        :param continuing: this process continues the breach (it takes over sampling);
+            False: only to show the recorded state as it is.
+
+        Times later than now are taken as now. A breach is continued only as far as
+        nobody is misled, and :attr:`dropped` then says what was not continued:
+
+        - a snapshot of another definition of the rule (:func:`same_definition`: its
+          threshold changed between two runs) continues nothing: the rule starts afresh,
+          so the new threshold never resolves a breach of the old one;
+        - "firing" is continued only when its alert was confirmed delivered
+          (``notice == "sent"``); else the breach goes on as "pending" since it began,
+          so it fires at the next sample that still breaches (the alert that may never
+          have left leaves now) and ends quietly otherwise: no "resolved" alert for a
+          "firing" one nobody received.
         """
+        self.dropped = None
         try:
             state = data["state"]
             if state not in ("ok", "pending", "firing"):
@@ -339,6 +459,24 @@ class RuleMachine:
             return False
         if state == "firing" and times["last_notified"] is None:
             return False
+        if continuing and state != "ok" and not same_definition(self.rule, data):
+            self.dropped = (
+                f"the rule changed since (it was {describe_definition(data)}, it is "
+                f"{self.rule.comparison} {self.rule.threshold:g}): it starts afresh"
+            )
+            return True
+        notice = data.get("notice")
+        if continuing and state == "firing" and notice != "sent":
+            # Nobody is known to have received the "firing" alert: continue the breach,
+            # not the notification.
+            state = "pending"
+            times["last_notified"] = None
+            times["changed_at"] = times["breach_started"]
+            reminders = 0
+            self.dropped = (
+                "its 'firing' alert was never confirmed delivered: it fires again if the "
+                "breach goes on, and ends without a 'resolved' alert if not"
+            )
         # A time in the future (another clock, a forged file) would postpone reminders
         # and "since" indefinitely: nothing happened later than now.
         for name in ("last_notified", "changed_at", "sampled_at"):
@@ -353,6 +491,7 @@ class RuleMachine:
         self.sampled_at = times["sampled_at"]
         self.reminders = reminders
         self.error = error if isinstance(error, str) else None
+        self.notice = notice if state == "firing" and notice in ("queued", "sent") else None
         return True
 
 

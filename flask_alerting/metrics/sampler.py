@@ -7,7 +7,13 @@ about a breach lists the top processes by CPU and by memory.
 Only one process of a host samples an app (:mod:`.election`): the others retry every
 interval. The one that samples records its rules' states in the lock file
 (:mod:`.shared`), so the next one continues the same breaches instead of alerting about
-them again, and ``flask alerting status`` in any process can show them.
+them again, and ``flask alerting status`` in any process can show them, saying whether
+they are current (:mod:`.status`).
+
+A "resolved" alert is only sent for a breach whose "firing" alert someone was told of:
+the sampler hears from the delivery pipeline (the ``alert_sent`` and ``alert_dropped``
+signals, :meth:`Sampler.listen`) what became of its "firing" alerts and records it, so
+the process that takes over continues "firing" only when that alert was delivered.
 
 The reloader's parent process never samples; after ``fork()`` the child gets a fresh
 thread (the parent's thread does not exist there) and never unlocks the parent's lock.
@@ -23,17 +29,19 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .. import _lifecycle
 from .._flask import in_reloader_parent
 from .._text import describe_exception
 from ..alert import Alert, utcnow
 from ..dispatch import Clock
+from ..signals import alert_dropped, alert_sent
 from .election import Election
 from .processes import ProcessTable, TopProcess
 from .rules import Event, Rule, RuleMachine, RuleStatus, check_new_name, metric_alert
-from .shared import SHARE_EVERY, SharedStates
+from .shared import SharedStates
+from .status import SamplingStatus, judge, own_start_time, process_state
 
 logger = logging.getLogger("flask_alerting")
 
@@ -57,6 +65,9 @@ class CheckResult(NamedTuple):
 class _Machine(RuleMachine):
     primed = False
     last_error_log: float | None = None
+    #: The timestamp of the current breach's "firing" alert: deliveries of this rule's
+    #: alerts from then on confirm it (an older breach's are no news).
+    notice_at: datetime | None = None
 
 
 _samplers: weakref.WeakSet[Sampler] = weakref.WeakSet()
@@ -131,7 +142,7 @@ class Sampler:
         self.retired = False
         self.samples = 0
         self._primed_at: float | None = None
-        self._written_at: float | None = None
+        self._sampled_at: float | None = None
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -156,17 +167,88 @@ class Sampler:
         return list(self._rules)
 
     def status(self) -> list[RuleStatus]:
-        """Each rule's state, as seen by the sampling process.
+        """Each rule's state, as seen by the sampling process (see :meth:`sampling`):
+        ``"unknown"`` where it is not current."""
+        return self.sampling().rules
 
-        A process that does not sample reads the states the sampling one wrote into the
-        lock file (a fresh ``ok`` where it has none).
+    def sampling(self) -> SamplingStatus:
+        """Who samples, whether alive, when last, and each rule's status.
+
+        A process that does not sample reads the states the sampling process wrote into
+        the lock file, and shows them only when they are current (:mod:`.status`).
         """
         machines = self._machines
-        if not self.leader and self.lock_path is not None:
-            recorded = self._shared.decode(self._election.peek())
-            if recorded is not None and recorded.rules:
-                return recorded.statuses([m.rule for m in machines], self.clock)
-        return [m.status() for m in machines]
+        election = self._election
+        if election.leader or self.lock_path is None:
+            return self._own_status(machines)
+        recorded = self._shared.read(election.peek())
+        held = election.held()
+        rules = [m.rule for m in machines]
+        if recorded is None:
+            nothing = "recorded no sample"
+            return SamplingStatus(
+                rules=[RuleMachine(rule, self.clock).status() for rule in rules],  # never sampled
+                current=False,
+                reason=nothing,
+                interval=self.interval,
+                pid=None,
+                process="unknown",
+                this_process=False,
+                standing_by=election.standing_by and not self.closed,
+                lock_path=self.lock_path,
+                lock_held=held,
+                last_sample_age=None,
+            )
+        pid = recorded.pid
+        interval = recorded.interval or self.interval
+        age = None if recorded.sampled is None else max(0.0, self.clock() - recorded.sampled)
+        process = "unknown" if pid is None else process_state(pid, recorded.started)
+        reason = judge(
+            pid=pid, process=process, lock_held=held, last_sample_age=age, interval=interval
+        )
+        return SamplingStatus(
+            rules=recorded.statuses(rules, self.clock, None if reason is None else _stale(reason)),
+            current=reason is None,
+            reason=reason,
+            interval=interval,
+            pid=pid,
+            process=process,
+            this_process=False,
+            standing_by=election.standing_by and not self.closed,
+            lock_path=self.lock_path,
+            lock_held=held,
+            last_sample_age=age,
+        )
+
+    def _own_status(self, machines: Sequence[_Machine]) -> SamplingStatus:
+        """:meth:`sampling` in the process that samples (or would: never elected yet
+        when it has no lock file to take)."""
+        sampled = self._sampled_at
+        age = None if sampled is None else max(0.0, self.clock() - sampled)
+        if self.closed or self.retired:
+            reason: str | None = "is stopped" if self.closed else "retired"
+        else:
+            reason = judge(
+                pid=os.getpid(),
+                process="running",
+                lock_held=None,
+                last_sample_age=age,
+                interval=self.interval,
+            )
+        stale = None if reason is None else _stale(reason, this_process=True)
+        return SamplingStatus(
+            rules=[m.status(stale=stale) for m in machines],
+            current=reason is None,
+            reason=reason,
+            interval=self.interval,
+            pid=os.getpid(),
+            process="running",
+            this_process=True,
+            standing_by=False,
+            lock_path=self.lock_path,
+            lock_held=True if self._election.locked else None,
+            last_sample_age=age,
+        )
 
     def check(self, window: float = TOP_WINDOW) -> list[CheckResult]:
         """Sample every rule once, now, without changing any state or sending anything.
@@ -274,6 +356,8 @@ class Sampler:
                 _prime(machine.rule.probe)
                 machine.primed = True
             except Exception as exc:
+                with self._lock:
+                    machine.failed(describe_exception(exc))
                 self._probe_failed(machine, exc, self.clock())
         self._primed_at = self.clock()
 
@@ -290,59 +374,149 @@ class Sampler:
         return True
 
     def sample(self) -> list[Alert]:
-        """Sample every rule once and submit the alerts of their transitions."""
+        """Sample every rule once, submit the alerts of their transitions and record the
+        states in the lock file."""
         now = self.clock()
-        events: list[Event] = []
-        newly_breaching = changed = False
-        for machine in self._machines:
+        machines = self._machines
+        # The probes run outside the lock (a slow one must not hold up a status or
+        # a delivery confirmation); the states move under it.
+        readings: list[tuple[_Machine, float | BaseException]] = []
+        for machine in machines:
             probe = machine.rule.probe
             if not machine.primed:
                 machine.primed = True
                 try:
                     has_window = _prime(probe)
                 except Exception as exc:
-                    self._probe_failed(machine, exc, now)
+                    readings.append((machine, exc))
                     continue
                 if has_window:
                     continue  # its first reading needs one interval
             try:
                 value = float(probe())
             except Exception as exc:
-                self._probe_failed(machine, exc, now)
+                readings.append((machine, exc))
                 continue
             if math.isnan(value):
-                self._probe_failed(machine, ValueError("the probe returned NaN"), now)
+                readings.append((machine, ValueError("the probe returned NaN")))
                 continue
-            before = machine.state
-            event = machine.observe(value)
-            if machine.state != before:
-                changed = True
-                if before == "ok":
+            readings.append((machine, value))
+        events: list[tuple[_Machine, Event]] = []
+        failures: list[tuple[_Machine, BaseException]] = []
+        newly_breaching = False
+        with self._lock:
+            for machine, reading in readings:
+                if isinstance(reading, BaseException):
+                    machine.failed(describe_exception(reading))
+                    failures.append((machine, reading))
+                    continue
+                before = machine.state
+                event = machine.observe(reading)
+                if before == "ok" and machine.state != "ok":
                     newly_breaching = True
-            if event is not None:
-                events.append(event)
+                if event is not None:
+                    events.append((machine, event))
+        for machine, failure in failures:
+            self._probe_failed(machine, failure, now)
         if newly_breaching and self.processes is not None and not events:
-            longest = max((m.rule.for_ for m in self._machines), default=0.0)
+            longest = max((m.rule.for_ for m in machines), default=0.0)
             self.processes.breach_began(fresh_for=longest + 3 * self.interval)
-        alerts = [self._alert(event) for event in events]
+        alerts = []
+        for machine, event in events:
+            if event.kind == "resolved" and not event.notified:
+                logger.info(
+                    "flask-alerting: metric rule %r of app %r is back under its threshold; "
+                    "no 'resolved' alert, as its 'firing' alert was never delivered",
+                    event.rule.name,
+                    self.name,
+                )
+                continue
+            alert = self._alert(event)
+            if event.kind == "firing":
+                machine.notice_at = alert.timestamp
+            alerts.append(alert)
         for alert in alerts:
             self.submit(alert)
         self.samples += 1
         logger.debug(
             "flask-alerting: pid %d sampled %d rule(s) of app %r",
             os.getpid(),
-            len(self._machines),
+            len(machines),
             self.name,
         )
-        last = self._written_at
-        if changed or last is None or not 0 <= now - last < SHARE_EVERY:
-            if self._election.locked:
-                self._election.write(self._shared.encode(os.getpid(), self._machines))
-            self._written_at = now
+        with self._lock:
+            self._sampled_at = now
+            self._record()
         return alerts
 
+    def _record(self) -> None:
+        """Write the states into the lock file, when this process holds it (with
+        :attr:`_lock` held)."""
+        if self._election.locked:
+            self._election.write(
+                self._shared.encode(
+                    os.getpid(),
+                    self._machines,
+                    started=own_start_time(),
+                    sampled=self._sampled_at,
+                )
+            )
+
+    # -- what became of the alerts ------------------------------------------------------------
+
+    def listen(self, sender: object) -> None:
+        """Hear what becomes of this sampler's alerts in the delivery pipeline whose
+        signals have ``sender`` (the app): :meth:`delivered` on ``alert_sent``,
+        :meth:`lost` on ``alert_dropped``. Connected weakly: neither the sampler nor the
+        sender is kept alive by it."""
+        alert_sent.connect(self._on_sent, sender=sender, weak=True)
+        alert_dropped.connect(self._on_dropped, sender=sender, weak=True)
+
+    def _on_sent(self, sender: object, **kwargs: Any) -> None:
+        alert = kwargs.get("alert")
+        if isinstance(alert, Alert):
+            self.delivered(alert)
+
+    def _on_dropped(self, sender: object, **kwargs: Any) -> None:
+        alert = kwargs.get("alert")
+        if isinstance(alert, Alert):
+            self.lost(alert)
+
+    def _machine_for(self, alert: Alert) -> _Machine | None:
+        """The machine whose current breach ``alert`` (its "firing" alert or a
+        reminder) belongs to, if any."""
+        if alert.kind != "metric" or alert.status != "firing":
+            return None
+        name = alert.labels.get("metric")
+        for machine in self._machines:
+            if machine.rule.name == name:
+                since = machine.notice_at
+                return machine if since is not None and alert.timestamp >= since else None
+        return None
+
+    def delivered(self, alert: Alert) -> None:
+        """A notifier delivered ``alert``: when it is the "firing" alert (or a reminder)
+        of a rule's current breach, record that someone was told, so that the process
+        that takes over continues the breach, and its resolution is sent."""
+        machine = self._machine_for(alert)
+        if machine is None:
+            return
+        with self._lock:
+            if machine.confirm():
+                self._record()
+
+    def lost(self, alert: Alert) -> None:
+        """``alert`` was dropped before any delivery: when it is the "firing" alert of a
+        rule's current breach, that breach ends without a "resolved" alert."""
+        machine = self._machine_for(alert)
+        if machine is None:
+            return
+        with self._lock:
+            machine.lose()
+
     def _probe_failed(self, machine: _Machine, exc: BaseException, now: float) -> None:
-        machine.failed(describe_exception(exc))
+        """Log a probe's failure (its machine knows of it already), at most every
+        :data:`ERROR_LOG_INTERVAL` seconds."""
         if machine.last_error_log is None or now - machine.last_error_log >= ERROR_LOG_INTERVAL:
             machine.last_error_log = now
             logger.error(
@@ -387,9 +561,23 @@ class Sampler:
                 # prime again at the first sample, read at the next.
                 for machine in self._machines:
                     machine.primed = False
-        # Continue the previous sampler's breaches (a crash must not re-alert them).
+        # Continue the previous sampler's breaches (a crash must not re-alert them), as
+        # far as that misleads nobody (RuleMachine.restore).
         recorded = self._shared.decode(election.read())
-        restored = recorded.restore(self._machines) if recorded is not None else 0
+        with self._lock:
+            restored = recorded.restore(self._machines) if recorded is not None else 0
+        if recorded is not None:
+            for machine in self._machines:
+                if machine.dropped:
+                    logger.info(
+                        "flask-alerting: pid %d does not continue the state of metric rule "
+                        "%r of app %r recorded by pid %s: %s",
+                        os.getpid(),
+                        machine.rule.name,
+                        self.name,
+                        recorded.pid,
+                        machine.dropped,
+                    )
         logger.info(
             "flask-alerting: pid %d samples the metrics of app %r every %g s (lock %s%s)",
             os.getpid(),
@@ -410,6 +598,12 @@ class Sampler:
         self._reset()
         if was_running:
             self.start()
+
+
+def _stale(reason: str, *, this_process: bool = False) -> str:
+    """A rule's note when the sampler's states are not current."""
+    who = "the sampler of this process" if this_process else "the sampling process"
+    return f"not current: {who} {reason}"
 
 
 def _prime(probe: object) -> bool:
