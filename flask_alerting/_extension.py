@@ -31,7 +31,9 @@ from .metrics.reading import CheckResult
 from .metrics.rules import RuleSpec, check_new_name
 from .metrics.status import SamplingStatus
 from .notifiers.base import Notifier, as_notifier
-from .timing import P, R, Timer, Timing, TimingStats, install_slow_requests
+from .slow_requests import install_slow_requests
+from .timing import P, R, Timer, Timing
+from .timing_stats import TimingStats
 
 logger = logging.getLogger("flask_alerting")
 

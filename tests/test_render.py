@@ -16,7 +16,8 @@ from flask_alerting.metrics.builtin import default_rules
 from flask_alerting.metrics.machine import Event
 from flask_alerting.metrics.rules import Rule
 from flask_alerting.render import fmt_seconds, log_line, subject, text_body
-from flask_alerting.timing import slow_request_alert_builder, timing_alert_builder
+from flask_alerting.slow_requests import slow_request_alert_builder
+from flask_alerting.timing import timing_alert_builder
 from tests.conftest import FakeClock
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
