@@ -33,7 +33,8 @@ from flask import Flask
 from sentry_sdk.transport import Transport
 
 from flask_alerting import FlaskAlerting, MemoryNotifier
-from flask_alerting.timing import MAX_NAMES, WINDOW, _Recorder
+from flask_alerting.timing import MAX_NAMES
+from flask_alerting.timing_stats import WINDOW, Recorder
 
 
 def work() -> int:
@@ -82,7 +83,7 @@ def floor_stats_wrap(func: Callable[..., Any], threshold: float = 2.0) -> Callab
 
 def _recorder_bytes() -> int:
     """Bytes held by one name's statistics once its window is full."""
-    rec = _Recorder("x")
+    rec = Recorder("x")
     for i in range(WINDOW):
         rec.ring[i] = i + 0.5
     return sys.getsizeof(rec) + sys.getsizeof(rec.ring) + sum(map(sys.getsizeof, rec.ring))

@@ -16,7 +16,8 @@ from .notifiers import (
     WebhookNotifier,
 )
 from .signals import alert_dropped, alert_failed, alert_raised, alert_sent, alert_suppressed
-from .timing import Timer, TimingStats
+from .timing import Timer
+from .timing_stats import TimingStats
 
 __all__ = [
     "Alert",

@@ -26,11 +26,14 @@ from .config import check_options, load_config, unknown_keys
 from .delivery import RetryPolicy
 from .dispatch import Clock
 from .metrics.builtin import resolve_spec
-from .metrics.rules import RuleSpec, RuleStatus, check_new_name
-from .metrics.sampler import CheckResult
+from .metrics.machine import RuleStatus
+from .metrics.reading import CheckResult
+from .metrics.rules import RuleSpec, check_new_name
 from .metrics.status import SamplingStatus
 from .notifiers.base import Notifier, as_notifier
-from .timing import P, R, Timer, Timing, TimingStats, install_slow_requests
+from .slow_requests import install_slow_requests
+from .timing import P, R, Timer, Timing
+from .timing_stats import TimingStats
 
 logger = logging.getLogger("flask_alerting")
 

@@ -23,7 +23,7 @@ from ._state import State, get_state
 from ._version import installed_version
 from .alert import Alert
 from .config import SMTP_PORTS, ConfigurationError, ConfigVars
-from .metrics.rules import RuleStatus
+from .metrics.machine import RuleStatus
 from .metrics.status import SamplingStatus
 from .notifiers.base import Notifier
 from .notifiers.smtp import SMTPNotifier

@@ -1,27 +1,25 @@
-"""Slow-call monitoring: ``timed`` functions, ``timer`` blocks and slow requests.
+"""Slow-call monitoring: ``timed`` functions and ``timer`` blocks (slow requests:
+:mod:`.slow_requests`).
 
 The hot path is a timed call that is fast. It reads the clock twice, counts the call in a
-per-name :class:`_Recorder` (one attribute store and one list store: no lock, no app
-context lookup, no formatting, no object made beyond the numbers of the arithmetic) and
-compares the duration with one float. Only a call over that float takes the slow path:
-find the app, compare with its exact threshold, and hand a builder to the dispatch thread,
-which formats the alert, logs, throttles and sends it. Durations are clamped at >= 0 when
-statistics are read, not on the hot path (a negative one never passes a bound >= 0).
+per-name :class:`~.timing_stats.Recorder` (one attribute store and one list store: no
+lock, no app context lookup, no formatting, no object made beyond the numbers of the
+arithmetic) and compares the duration with one float. Only a call over that float takes
+the slow path: find the app, compare with its exact threshold, and hand a builder to the
+dispatch thread, which formats the alert, logs, throttles and sends it. Durations are
+clamped at >= 0 when statistics are read, not on the hot path (a negative one never
+passes a bound >= 0).
 
 The float is the explicit ``threshold=`` of the wrapper, or for wrappers that use the
 default, the lowest ``ALERTING_SLOW_THRESHOLD`` of the apps initialised so far (2.0 before
 any ``init_app``), kept up to date by :meth:`Timing.add_app`. So decorating at import time,
 before ``init_app``, works: the default is resolved when the call runs.
 
-Statistics are written without a lock. Under thread races an increment can be lost now and
-then (two threads read the same count): :attr:`TimingStats.count` may then be a little
-low and a window slot written twice. That is the price of a hot path without locks; the
-figures stay right to within those rare lost updates.
+Statistics are written without a lock (:mod:`.timing_stats` says what that costs).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import logging
@@ -34,13 +32,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import has_request_context, request
 
 from . import _lifecycle
 from ._lifecycle import guard
 from .alert import Alert, make_fingerprint, utcnow
 from .config import KEYS, Config
 from .render import fmt_seconds
+from .timing_stats import Recorder, TimingStats
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,83 +50,20 @@ logger = logging.getLogger("flask_alerting")
 #: this module attribute to make durations exact.
 perf_counter: Callable[[], float] = time.perf_counter
 
-#: Recent durations kept per name for ``mean``, ``max`` and ``p95`` (a power of two). A
-#: full window takes about 16 KiB, so at most about 16 MiB for :data:`MAX_NAMES` names.
-WINDOW = 512
 #: Names whose statistics are kept; past that, calls of new names are still timed and
 #: alerted, but get no statistics (a warning says so once).
 MAX_NAMES = 1000
 
 _DEFAULT_THRESHOLD: float = KEYS["slow_threshold"].default
-_START_KEY = "_flask_alerting_request_start"
 
 
-class _StateLike(Protocol):
+class StateLike(Protocol):
     """What the slow path needs of the extension's per-app state."""
 
     config: Config
     labels: dict[str, str]
 
     def submit(self, item: Alert | Callable[[], Alert | None]) -> None: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class TimingStats:
-    """A snapshot of the timings of one name.
-
-    ``count`` and ``slow`` count every call since the start; ``mean``, ``max`` and ``p95``
-    describe the last ``window`` calls (at most :data:`WINDOW`), in seconds.
-
-    :param count: calls timed.
-    :param slow: calls over their threshold.
-    :param mean: mean duration over the window.
-    :param max: longest duration in the window.
-    :param p95: 95th percentile (nearest rank) over the window.
-    :param window: how many recent calls ``mean``, ``max`` and ``p95`` cover.
-    """
-
-    count: int
-    slow: int
-    mean: float
-    max: float
-    p95: float
-    window: int
-
-
-class _Recorder:
-    """Live counters of one name. ``ring[count & mask]`` holds the latest duration.
-
-    A list, not an ``array``: storing into a list is the cheaper of the two.
-    """
-
-    __slots__ = ("name", "count", "slow", "ring", "mask")
-
-    def __init__(self, name: str, size: int = WINDOW) -> None:
-        self.name = name
-        self.count = 0
-        self.slow = 0
-        self.ring = [0.0] * size
-        self.mask = size - 1
-
-    def snapshot(self) -> TimingStats:
-        count = self.count
-        ring = self.ring.copy()
-        samples = ring if count >= len(ring) else ring[1 : count + 1]
-        # Durations are clamped here, not on the hot path: a clock that went backwards
-        # gives a negative one, which never reaches the slow path (bounds are >= 0).
-        samples = [d if d > 0.0 else 0.0 for d in samples]
-        if not samples:
-            return TimingStats(count, self.slow, 0.0, 0.0, 0.0, 0)
-        ordered = sorted(samples)
-        rank = max(1, math.ceil(0.95 * len(ordered)))
-        return TimingStats(
-            count=count,
-            slow=self.slow,
-            mean=math.fsum(ordered) / len(ordered),
-            max=ordered[-1],
-            p95=ordered[rank - 1],
-            window=len(ordered),
-        )
 
 
 class _Bound:
@@ -152,11 +88,11 @@ class Timing:
         after logging why (``FlaskAlerting._state_or_warn``).
     """
 
-    def __init__(self, resolve: Callable[[], _StateLike | None]) -> None:
+    def __init__(self, resolve: Callable[[], StateLike | None]) -> None:
         self._resolve = resolve
         self.default = _Bound(_DEFAULT_THRESHOLD)
         self._apps = 0
-        self._recorders: dict[str, _Recorder] = {}
+        self._recorders: dict[str, Recorder] = {}
         self._lock = threading.Lock()
         self._full_warned = False
         _timings.add(self)
@@ -177,7 +113,7 @@ class Timing:
                 self.default.value = min(self.default.value, config.slow_threshold)
             self._apps += 1
 
-    def recorder(self, name: str) -> _Recorder:
+    def recorder(self, name: str) -> Recorder:
         """The recorder of ``name`` (a detached one once :data:`MAX_NAMES` is reached)."""
         rec = self._recorders.get(name)
         if rec is not None:
@@ -186,7 +122,7 @@ class Timing:
             rec = self._recorders.get(name)
             if rec is not None:
                 return rec
-            rec = _Recorder(name)
+            rec = Recorder(name)
             if len(self._recorders) < MAX_NAMES:
                 self._recorders[name] = rec
             elif not self._full_warned:
@@ -261,7 +197,7 @@ class Timing:
 
     # -- slow path ------------------------------------------------------------------------
 
-    def slow(self, rec: _Recorder, threshold: float | None, duration: float) -> None:
+    def slow(self, rec: Recorder, threshold: float | None, duration: float) -> None:
         """A call took longer than its hot-path bound: alert if it is over its threshold.
 
         :param threshold: the explicit threshold, or None for the app's default.
@@ -299,7 +235,7 @@ class Timer:
     __slots__ = ("_timing", "_rec", "_bound", "_threshold", "_starts", "duration")
 
     def __init__(
-        self, timing: Timing, rec: _Recorder, bound: _Bound, threshold: float | None
+        self, timing: Timing, rec: Recorder, bound: _Bound, threshold: float | None
     ) -> None:
         self._timing = timing
         self._rec = rec
@@ -357,7 +293,7 @@ def _check_threshold(threshold: float | None) -> float | None:
 # -- alerts ---------------------------------------------------------------------------------
 
 
-def _took(what: str, duration: float, threshold: float) -> str:
+def took(what: str, duration: float, threshold: float) -> str:
     """``predict took 2.20 s (threshold 2.00 s)``."""
     return f"{what} took {fmt_seconds(duration)} (threshold {fmt_seconds(threshold)})"
 
@@ -376,8 +312,8 @@ def timing_alert_builder(
         return Alert(
             kind="timing",
             severity="warning",
-            title=_took(name, duration, threshold),
-            message=_took(name, duration, threshold) + ".",
+            title=took(name, duration, threshold),
+            message=took(name, duration, threshold) + ".",
             labels=labels,
             fingerprint=make_fingerprint("timing", name),
             value=duration,
@@ -386,88 +322,3 @@ def timing_alert_builder(
         )
 
     return build
-
-
-def slow_request_alert_builder(
-    info: Mapping[str, Any],
-    duration: float,
-    threshold: float,
-    *,
-    labels: Mapping[str, str],
-    timestamp: datetime,
-) -> Callable[[], Alert]:
-    """A builder of the alert for one slow request (``info``: method, path, endpoint,
-    status). ``labels`` carry ``function`` (``"GET report"``) like every timing alert."""
-
-    def build() -> Alert:
-        what = f"{info['method']} {info['path']}"
-        return Alert(
-            kind="timing",
-            severity="warning",
-            title=f"Slow request: {_took(what, duration, threshold)}",
-            message=_took(what, duration, threshold)
-            + f". Endpoint: {info['endpoint']}, status: {info['status']}.",
-            labels=labels,
-            fingerprint=make_fingerprint("timing", "request", info["method"], info["endpoint"]),
-            value=duration,
-            threshold=threshold,
-            timestamp=timestamp,
-            details={
-                "display_name": what,
-                "request": {**info, "duration": fmt_seconds(duration)},
-            },
-        )
-
-    return build
-
-
-# -- slow requests --------------------------------------------------------------------------
-
-
-def install_slow_requests(app: Flask, state: _StateLike, threshold: float) -> None:
-    """Alert when a whole request of ``app`` takes longer than ``threshold`` seconds.
-
-    The clock starts before every other ``before_request`` function and stops after every
-    other ``after_request`` function (error responses included).
-    """
-
-    def start_clock() -> None:
-        setattr(g, _START_KEY, perf_counter())
-
-    def stop_clock(response: Response) -> Response:
-        started = g.pop(_START_KEY, None)
-        if started is None:
-            return response
-        duration = perf_counter() - started
-        if duration > threshold:
-            with guard("reporting a slow request"):
-                _report_slow_request(state, response, duration, threshold)
-        return response
-
-    # Registered first: runs first among before_request, last among after_request.
-    app.before_request_funcs.setdefault(None, []).insert(0, start_clock)
-    app.after_request_funcs.setdefault(None, []).insert(0, stop_clock)
-
-
-def _report_slow_request(
-    state: _StateLike, response: Response, duration: float, threshold: float
-) -> None:
-    if not state.config.enabled:
-        return
-    endpoint = request.endpoint
-    info = {
-        "method": request.method,
-        "path": request.path,
-        "endpoint": endpoint,
-        "status": response.status_code,
-    }
-    # Every timing alert names a function: for a request, its method and endpoint (the
-    # path when no endpoint matched, e.g. a 404).
-    labels = {**state.labels, "function": f"{request.method} {endpoint or request.path}"}
-    if endpoint:
-        labels["endpoint"] = endpoint
-    state.submit(
-        slow_request_alert_builder(
-            info, duration, threshold, labels=labels, timestamp=utcnow()
-        )
-    )

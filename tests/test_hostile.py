@@ -51,7 +51,8 @@ from flask_alerting.alert import PendingAlert
 from flask_alerting.dispatch import Dispatcher, Throttle
 from flask_alerting.flood import FloodGuard
 from flask_alerting.metrics.election import default_lock_path
-from flask_alerting.metrics.rules import Rule, RuleMachine
+from flask_alerting.metrics.machine import RuleMachine
+from flask_alerting.metrics.rules import Rule
 from flask_alerting.metrics.sampler import Sampler
 from flask_alerting.scrub import FILTERED, Scrubber
 from tests.conftest import FakeClock

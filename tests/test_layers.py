@@ -28,7 +28,13 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("notifiers", {"notifiers", "notifiers."}),
     ("store and dispatch", {"store", "store.", "dispatch", "flood"}),
     ("delivery", {"delivery", "delivery."}),
-    ("sources", {"capture", "capture.", "handler", "timing", "metrics", "metrics."}),
+    (
+        "sources",
+        {
+            "capture", "capture.", "handler", "timing", "timing_stats", "slow_requests",
+            "metrics", "metrics.",
+        },
+    ),
     ("per-app state, wiring, CLI", {"_state", "_alert_log", "_wiring", "cli"}),
     ("extension", {"_extension"}),
     ("test helpers", {"testing", "pytest_plugin"}),

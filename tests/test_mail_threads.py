@@ -25,7 +25,9 @@ from flask import Flask
 from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, SMTPNotifier
 from flask_alerting.dispatch import Throttle
 from flask_alerting.flood import FloodGuard
-from flask_alerting.metrics.rules import Event, Rule, metric_alert
+from flask_alerting.metrics.alerts import metric_alert
+from flask_alerting.metrics.machine import Event
+from flask_alerting.metrics.rules import Rule
 from flask_alerting.notifiers.smtp import thread_id, thread_index, thread_root
 from flask_alerting.notifiers.webhook import alert_json
 from flask_alerting.render import html_body, subject, text_body

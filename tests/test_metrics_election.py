@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from flask_alerting.metrics.election import Election
-from flask_alerting.metrics.rules import Rule, RuleMachine
+from flask_alerting.metrics.machine import RuleMachine
+from flask_alerting.metrics.rules import Rule
 from flask_alerting.metrics.shared import CONTINUE_WITHIN, SharedStates
 from tests.conftest import FakeClock
 

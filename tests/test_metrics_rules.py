@@ -7,15 +7,10 @@ from typing import Any
 
 import pytest
 
+from flask_alerting.metrics.alerts import metric_alert
+from flask_alerting.metrics.machine import Event, RuleMachine
 from flask_alerting.metrics.processes import TopProcess
-from flask_alerting.metrics.rules import (
-    Event,
-    Rule,
-    RuleMachine,
-    RuleSpec,
-    default_hysteresis,
-    metric_alert,
-)
+from flask_alerting.metrics.rules import Rule, RuleSpec, default_hysteresis
 from flask_alerting.render import fmt_duration, fmt_number, log_line, text_body
 from tests.conftest import FakeClock
 

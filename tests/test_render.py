@@ -11,10 +11,13 @@ from flask import Flask
 from flask_alerting import Alert, FlaskAlerting, MemoryNotifier
 from flask_alerting.config import load_config
 from flask_alerting.dispatch import Throttle
+from flask_alerting.metrics.alerts import metric_alert
 from flask_alerting.metrics.builtin import default_rules
-from flask_alerting.metrics.rules import Event, Rule, metric_alert
+from flask_alerting.metrics.machine import Event
+from flask_alerting.metrics.rules import Rule
 from flask_alerting.render import fmt_seconds, log_line, subject, text_body
-from flask_alerting.timing import slow_request_alert_builder, timing_alert_builder
+from flask_alerting.slow_requests import slow_request_alert_builder
+from flask_alerting.timing import timing_alert_builder
 from tests.conftest import FakeClock
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -24,9 +24,11 @@ from flask import Flask
 from flask_alerting import Alert, ConfigurationError, FlaskAlerting, MemoryNotifier
 from flask_alerting._flask import in_reloader_parent
 from flask_alerting.metrics.election import default_lock_path
+from flask_alerting.metrics.machine import RuleMachine
 from flask_alerting.metrics.processes import ProcessInfo, ProcessTable
-from flask_alerting.metrics.rules import Rule, RuleMachine
-from flask_alerting.metrics.sampler import ERROR_LOG_INTERVAL, Sampler
+from flask_alerting.metrics.reading import ERROR_LOG_INTERVAL
+from flask_alerting.metrics.rules import Rule
+from flask_alerting.metrics.sampler import Sampler
 from tests.conftest import FakeClock
 from tests.forking import wait_child
 from tests.smtp_server import SMTPServer, free_port

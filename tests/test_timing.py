@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_suppressed
+from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, alert_suppressed, timing_stats
 from flask_alerting import timing as timing_module
 from tests.conftest import FakeClock
 from tests.forking import wait_child
@@ -770,7 +770,7 @@ def test_timing_stats_from_known_durations(
 def test_timing_stats_window_is_bounded(
     app: Flask, alerting: FlaskAlerting, perf: FakeClock
 ) -> None:
-    window = timing_module.WINDOW
+    window = timing_stats.WINDOW
 
     @alerting.timed(threshold=1000.0, name="job")
     def job(seconds: float) -> None:

@@ -1,10 +1,12 @@
-"""System metrics: probes (psutil, cgroups), rule state machines, the sampler thread, the
-election of the one process of a host that samples, the states it records for others and
-whether they are current."""
+"""System metrics: probes (psutil, cgroups), rules and their state machines and alerts, the
+sampler thread, the election of the one process of a host that samples, the states it
+records for others and whether they are current."""
 
+from .machine import RuleStatus
 from .probes import CPUPercent, DiskPercent, LoadPerCore, MemoryPercent, ProcessRSS, SwapPercent
-from .rules import Rule, RuleSpec, RuleStatus
-from .sampler import CheckResult, Sampler
+from .reading import CheckResult
+from .rules import Rule, RuleSpec
+from .sampler import Sampler
 from .status import SamplingStatus
 
 __all__ = [

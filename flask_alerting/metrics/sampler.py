@@ -1,8 +1,8 @@
 """The metrics sampler: one named daemon thread per app, one sampling process per host.
 
-Every ``interval`` seconds the thread takes one sample of each rule's probe, advances the
-rule's state machine (:mod:`.rules`) and submits the alerts of their transitions; an alert
-about a breach lists the top processes by CPU and by memory.
+Every ``interval`` seconds the thread reads each rule's probe (:mod:`.reading`), advances
+the rule's state machine (:mod:`.machine`) and submits the alerts of its transitions
+(:mod:`.alerts`); an alert about a breach lists the top processes by CPU and by memory.
 
 Only one process of a host samples an app (:mod:`.election`): the others retry every
 interval. The one that samples records its rules' states in the lock file
@@ -11,8 +11,7 @@ them again, and ``flask alerting status`` in any process can show them, saying w
 they are current (:mod:`.status`).
 
 A "resolved" alert is only sent for a breach whose "firing" alert someone was told of:
-the sampler hears from the delivery pipeline (the ``alert_sent`` and ``alert_dropped``
-signals, :meth:`Sampler.listen`) what became of its "firing" alerts and records it, so
+the sampler hears what became of its "firing" alerts (:mod:`.notices`) and records it, so
 the process that takes over continues "firing" only when that alert was delivered.
 
 The reloader's parent process never samples; after ``fork()`` the child gets a fresh
@@ -29,51 +28,40 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
 
 from .. import _lifecycle
 from .._flask import in_reloader_parent
 from .._text import describe_exception
 from ..alert import Alert, utcnow
 from ..dispatch import Clock
-from ..signals import alert_dropped, alert_sent
+from .alerts import metric_alert
 from .election import Election
+from .machine import Event, RuleStatus
+from .notices import NoticedMachine, Notices
 from .processes import ProcessTable, TopProcess
-from .rules import Event, Rule, RuleMachine, RuleStatus, check_new_name, metric_alert
+from .reading import CheckResult, check, log_failure, prime, read
+from .rules import Rule, check_new_name
 from .shared import SharedStates
-from .status import SamplingStatus, judge, own_start_time, process_state
+from .status import SamplingStatus, own_start_time, own_status, recorded_status
 
 logger = logging.getLogger("flask_alerting")
 
 #: Seconds over which "top processes by CPU" is measured when a rule fires without a
 #: recent baseline (``for_ = 0``). Waited on the sampler thread, never on a request.
 TOP_WINDOW = 0.5
-#: Errors of one probe are logged again at most this often (seconds).
-ERROR_LOG_INTERVAL = 600.0
 
 
-class CheckResult(NamedTuple):
-    """One rule sampled once by :meth:`Sampler.check`."""
+class _Machine(NoticedMachine):
+    """A rule's machine as the sampler keeps it (see :class:`.reading.Probed`)."""
 
-    name: str
-    value: float | None
-    threshold: float
-    breached: bool
-    error: str | None = None
-
-
-class _Machine(RuleMachine):
     primed = False
     last_error_log: float | None = None
-    #: The timestamp of the current breach's "firing" alert: deliveries of this rule's
-    #: alerts from then on confirm it (an older breach's are no news).
-    notice_at: datetime | None = None
 
 
 _samplers: weakref.WeakSet[Sampler] = weakref.WeakSet()
 
 
-class Sampler:
+class Sampler(Notices):
     """Samples rules on a background thread and submits the alerts of their transitions.
 
     :param name: app name, for the thread name and log lines.
@@ -130,7 +118,7 @@ class Sampler:
     def _reset(self) -> None:
         """Fresh locks, thread, election and rule states: at creation and after fork."""
         self._lock = threading.Lock()
-        self._machines = [_Machine(rule, self.clock) for rule in self._rules]
+        self._machines: list[_Machine] = [_Machine(rule, self.clock) for rule in self._rules]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._election = Election(
@@ -180,103 +168,30 @@ class Sampler:
         machines = self._machines
         election = self._election
         if election.leader or self.lock_path is None:
-            return self._own_status(machines)
-        recorded = self._shared.read(election.peek())
-        held = election.held()
-        rules = [m.rule for m in machines]
-        if recorded is None:
-            nothing = "recorded no sample"
-            return SamplingStatus(
-                rules=[RuleMachine(rule, self.clock).status() for rule in rules],  # never sampled
-                current=False,
-                reason=nothing,
+            return own_status(
+                machines,
+                clock=self.clock,
                 interval=self.interval,
-                pid=None,
-                process="unknown",
-                this_process=False,
-                standing_by=election.standing_by and not self.closed,
+                sampled_at=self._sampled_at,
+                stopped="is stopped" if self.closed else "retired" if self.retired else None,
                 lock_path=self.lock_path,
-                lock_held=held,
-                last_sample_age=None,
+                locked=election.locked,
             )
-        pid = recorded.pid
-        interval = recorded.interval or self.interval
-        age = None if recorded.sampled is None else max(0.0, self.clock() - recorded.sampled)
-        process = "unknown" if pid is None else process_state(pid, recorded.started)
-        reason = judge(
-            pid=pid, process=process, lock_held=held, last_sample_age=age, interval=interval
-        )
-        return SamplingStatus(
-            rules=recorded.statuses(rules, self.clock, None if reason is None else _stale(reason)),
-            current=reason is None,
-            reason=reason,
-            interval=interval,
-            pid=pid,
-            process=process,
-            this_process=False,
-            standing_by=election.standing_by and not self.closed,
-            lock_path=self.lock_path,
-            lock_held=held,
-            last_sample_age=age,
-        )
-
-    def _own_status(self, machines: Sequence[_Machine]) -> SamplingStatus:
-        """:meth:`sampling` in the process that samples (or would: never elected yet
-        when it has no lock file to take)."""
-        sampled = self._sampled_at
-        age = None if sampled is None else max(0.0, self.clock() - sampled)
-        if self.closed or self.retired:
-            reason: str | None = "is stopped" if self.closed else "retired"
-        else:
-            reason = judge(
-                pid=os.getpid(),
-                process="running",
-                lock_held=None,
-                last_sample_age=age,
-                interval=self.interval,
-            )
-        stale = None if reason is None else _stale(reason, this_process=True)
-        return SamplingStatus(
-            rules=[m.status(stale=stale) for m in machines],
-            current=reason is None,
-            reason=reason,
+        recorded = self._shared.read(election.peek())
+        return recorded_status(
+            recorded,
+            [m.rule for m in machines],
+            clock=self.clock,
             interval=self.interval,
-            pid=os.getpid(),
-            process="running",
-            this_process=True,
-            standing_by=False,
             lock_path=self.lock_path,
-            lock_held=True if self._election.locked else None,
-            last_sample_age=age,
+            lock_held=election.held(),
+            standing_by=election.standing_by and not self.closed,
         )
 
     def check(self, window: float = TOP_WINDOW) -> list[CheckResult]:
-        """Sample every rule once, now, without changing any state or sending anything.
-
-        Probes that need a measurement window (CPU percent) are primed on the calling
-        thread, then read after ``window`` seconds (one wait for all of them).
-        """
-        rules = list(self._rules)
-        primed = False
-        for rule in rules:
-            try:
-                primed = _prime(rule.probe) or primed
-            except Exception:  # the read below reports it
-                pass
-        if primed and window > 0:
-            time.sleep(window)
-        results = []
-        for rule in rules:
-            try:
-                value = float(rule.probe())
-            except Exception as exc:
-                results.append(
-                    CheckResult(rule.name, None, rule.threshold, False, describe_exception(exc))
-                )
-                continue
-            breached = value > rule.threshold
-            results.append(CheckResult(rule.name, value, rule.threshold, breached))
-        return results
+        """Sample every rule once, now, without changing any state or sending anything
+        (:func:`.reading.check`: probes with a window are read ``window`` s after priming)."""
+        return check(self._rules, window)
 
     # -- thread -------------------------------------------------------------------------------
 
@@ -353,12 +268,12 @@ class Sampler:
         """Prime every probe that has a ``prime()`` (on the calling thread)."""
         for machine in self._machines:
             try:
-                _prime(machine.rule.probe)
+                prime(machine.rule.probe)
                 machine.primed = True
             except Exception as exc:
                 with self._lock:
                     machine.failed(describe_exception(exc))
-                self._probe_failed(machine, exc, self.clock())
+                log_failure(machine, exc, self.clock())
         self._primed_at = self.clock()
 
     # -- one step -----------------------------------------------------------------------------
@@ -380,27 +295,7 @@ class Sampler:
         machines = self._machines
         # The probes run outside the lock (a slow one must not hold up a status or
         # a delivery confirmation); the states move under it.
-        readings: list[tuple[_Machine, float | BaseException]] = []
-        for machine in machines:
-            probe = machine.rule.probe
-            if not machine.primed:
-                machine.primed = True
-                try:
-                    has_window = _prime(probe)
-                except Exception as exc:
-                    readings.append((machine, exc))
-                    continue
-                if has_window:
-                    continue  # its first reading needs one interval
-            try:
-                value = float(probe())
-            except Exception as exc:
-                readings.append((machine, exc))
-                continue
-            if math.isnan(value):
-                readings.append((machine, ValueError("the probe returned NaN")))
-                continue
-            readings.append((machine, value))
+        readings = [(m, reading) for m in machines if (reading := read(m)) is not None]
         events: list[tuple[_Machine, Event]] = []
         failures: list[tuple[_Machine, BaseException]] = []
         newly_breaching = False
@@ -417,7 +312,7 @@ class Sampler:
                 if event is not None:
                     events.append((machine, event))
         for machine, failure in failures:
-            self._probe_failed(machine, failure, now)
+            log_failure(machine, failure, now)
         if newly_breaching and self.processes is not None and not events:
             longest = max((m.rule.for_ for m in machines), default=0.0)
             self.processes.breach_began(fresh_for=longest + 3 * self.interval)
@@ -460,72 +355,6 @@ class Sampler:
                     started=own_start_time(),
                     sampled=self._sampled_at,
                 )
-            )
-
-    # -- what became of the alerts ------------------------------------------------------------
-
-    def listen(self, sender: object) -> None:
-        """Hear what becomes of this sampler's alerts in the delivery pipeline whose
-        signals have ``sender`` (the app): :meth:`delivered` on ``alert_sent``,
-        :meth:`lost` on ``alert_dropped``. Connected weakly: neither the sampler nor the
-        sender is kept alive by it."""
-        alert_sent.connect(self._on_sent, sender=sender, weak=True)
-        alert_dropped.connect(self._on_dropped, sender=sender, weak=True)
-
-    def _on_sent(self, sender: object, **kwargs: Any) -> None:
-        alert = kwargs.get("alert")
-        if isinstance(alert, Alert):
-            self.delivered(alert)
-
-    def _on_dropped(self, sender: object, **kwargs: Any) -> None:
-        alert = kwargs.get("alert")
-        if isinstance(alert, Alert):
-            self.lost(alert)
-
-    def _machine_for(self, alert: Alert) -> _Machine | None:
-        """The machine whose current breach ``alert`` (its "firing" alert or a
-        reminder) belongs to, if any."""
-        if alert.kind != "metric" or alert.status != "firing":
-            return None
-        name = alert.labels.get("metric")
-        for machine in self._machines:
-            if machine.rule.name == name:
-                since = machine.notice_at
-                return machine if since is not None and alert.timestamp >= since else None
-        return None
-
-    def delivered(self, alert: Alert) -> None:
-        """A notifier delivered ``alert``: when it is the "firing" alert (or a reminder)
-        of a rule's current breach, record that someone was told, so that the process
-        that takes over continues the breach, and its resolution is sent."""
-        machine = self._machine_for(alert)
-        if machine is None:
-            return
-        with self._lock:
-            if machine.confirm():
-                self._record()
-
-    def lost(self, alert: Alert) -> None:
-        """``alert`` was dropped before any delivery: when it is the "firing" alert of a
-        rule's current breach, that breach ends without a "resolved" alert."""
-        machine = self._machine_for(alert)
-        if machine is None:
-            return
-        with self._lock:
-            machine.lose()
-
-    def _probe_failed(self, machine: _Machine, exc: BaseException, now: float) -> None:
-        """Log a probe's failure (its machine knows of it already), at most every
-        :data:`ERROR_LOG_INTERVAL` seconds."""
-        if machine.last_error_log is None or now - machine.last_error_log >= ERROR_LOG_INTERVAL:
-            machine.last_error_log = now
-            logger.error(
-                "flask-alerting: probe of metric rule %r failed: %s (logged again at most "
-                "every %d s while it keeps failing)",
-                machine.rule.name,
-                describe_exception(exc),
-                ERROR_LOG_INTERVAL,
-                exc_info=exc,
             )
 
     def _alert(self, event: Event) -> Alert:
@@ -598,22 +427,6 @@ class Sampler:
         self._reset()
         if was_running:
             self.start()
-
-
-def _stale(reason: str, *, this_process: bool = False) -> str:
-    """A rule's note when the sampler's states are not current."""
-    who = "the sampler of this process" if this_process else "the sampling process"
-    return f"not current: {who} {reason}"
-
-
-def _prime(probe: object) -> bool:
-    """Start the measurement window of a probe that has one (CPU percent): call its
-    ``prime()``. False when it has none (its first reading needs no wait)."""
-    prime = getattr(probe, "prime", None)
-    if not callable(prime):
-        return False
-    prime()
-    return True
 
 
 def _after_fork_in_child() -> None:

@@ -9,7 +9,7 @@ current).
 
 The record is one JSON document: the writer's pid and start time, the host's boot time,
 the clock (of the write and of the last sample) and interval of the writer, and each
-rule's :meth:`~.rules.RuleMachine.snapshot` (with the rule's definition and whether its
+rule's :meth:`~.machine.RuleMachine.snapshot` (with the rule's definition and whether its
 "firing" alert was delivered). It is padded with spaces to the file's size and written
 with one ``pwrite``, never truncated (:meth:`.election.Election.write`), so the file is
 always readable whole; readers also ignore whatever follows the document. A record of
@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..dispatch import Clock
-from .rules import Rule, RuleMachine, RuleStatus, describe_definition, same_definition
+from .machine import RuleMachine, RuleStatus
+from .rules import Rule, describe_definition, same_definition
 
 #: A record this many seconds older than three of its writer's intervals is no longer
 #: continued by the next sampling process: nobody watched that breach since. A restart
@@ -55,7 +56,7 @@ class Recorded(NamedTuple):
     pid: int | None
     """The process that wrote it (None: not said)."""
     rules: dict[str, Any]
-    """Rule name -> :meth:`~.rules.RuleMachine.snapshot`."""
+    """Rule name -> :meth:`~.machine.RuleMachine.snapshot`."""
     started: float | None = None
     """When that process started (seconds since the epoch, as psutil says; None: not
     said): tells it from a later process that got the same pid."""
@@ -70,7 +71,7 @@ class Recorded(NamedTuple):
         """Continue the recorded states in ``machines`` (those of the same name).
 
         What a machine did not continue, and why, is left in its
-        :attr:`~.rules.RuleMachine.dropped`.
+        :attr:`~.machine.RuleMachine.dropped`.
 
         :return: how many of them continue a breach (a crash must not re-alert them).
         """

@@ -12,17 +12,23 @@ current only when all of this holds:
   thread).
 
 Otherwise every rule shows as ``"unknown"`` and :attr:`SamplingStatus.reason` says why,
-so a stopped process's state is never presented as current.
+so a stopped process's state is never presented as current. The sampling process itself
+shows its own states (:func:`own_status`), the others what it recorded
+(:func:`recorded_status`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import psutil
 
-from .rules import RuleStatus
+from ..dispatch import Clock
+from .machine import RuleMachine, RuleStatus
+from .rules import Rule
+from .shared import Recorded
 
 #: The state of the process that samples, as far as this one can tell.
 ProcessState = Literal["running", "stopped", "not running", "unknown"]
@@ -137,3 +143,103 @@ def judge(
     if last_sample_age > stale_after(interval):
         return f"has not sampled since (every {interval:g} s expected)"
     return None
+
+
+def stale_note(reason: str, *, this_process: bool = False) -> str:
+    """A rule's note when the sampler's states are not current."""
+    who = "the sampler of this process" if this_process else "the sampling process"
+    return f"not current: {who} {reason}"
+
+
+def own_status(
+    machines: Sequence[RuleMachine],
+    *,
+    clock: Clock,
+    interval: float,
+    sampled_at: float | None,
+    stopped: str | None,
+    lock_path: str | None,
+    locked: bool,
+) -> SamplingStatus:
+    """The status in the process that samples (or would: never elected yet when it has
+    no lock file to take): its own rule states.
+
+    :param sampled_at: the clock at its last sample (None: none yet).
+    :param stopped: why its sampler no longer samples (``"is stopped"``,
+        ``"retired"``); None: it runs.
+    :param locked: it holds the lock file.
+    """
+    age = None if sampled_at is None else max(0.0, clock() - sampled_at)
+    if stopped is not None:
+        reason: str | None = stopped
+    else:
+        reason = judge(
+            pid=os.getpid(),
+            process="running",
+            lock_held=None,
+            last_sample_age=age,
+            interval=interval,
+        )
+    stale = None if reason is None else stale_note(reason, this_process=True)
+    return SamplingStatus(
+        rules=[m.status(stale=stale) for m in machines],
+        current=reason is None,
+        reason=reason,
+        interval=interval,
+        pid=os.getpid(),
+        process="running",
+        this_process=True,
+        standing_by=False,
+        lock_path=lock_path,
+        lock_held=True if locked else None,
+        last_sample_age=age,
+    )
+
+
+def recorded_status(
+    recorded: Recorded | None,
+    rules: Sequence[Rule],
+    *,
+    clock: Clock,
+    interval: float,
+    lock_path: str,
+    lock_held: bool | None,
+    standing_by: bool,
+) -> SamplingStatus:
+    """The status in a process that does not sample: the states ``recorded`` by the one
+    that does (None: no record), ``"unknown"`` where they are not current.
+
+    :param interval: this process's seconds between samples (the record's own count
+        when it says them).
+    :param lock_held: whether some process holds the lock
+        (:meth:`.election.Election.held`).
+    :param standing_by: this process's sampler waits for the lock.
+    """
+    pid: int | None = None
+    age: float | None = None
+    process: ProcessState = "unknown"
+    if recorded is None:
+        reason: str | None = "recorded no sample"
+        statuses = [RuleMachine(rule, clock).status() for rule in rules]  # never sampled
+    else:
+        pid = recorded.pid
+        interval = recorded.interval or interval
+        age = None if recorded.sampled is None else max(0.0, clock() - recorded.sampled)
+        process = "unknown" if pid is None else process_state(pid, recorded.started)
+        reason = judge(
+            pid=pid, process=process, lock_held=lock_held, last_sample_age=age, interval=interval
+        )
+        statuses = recorded.statuses(rules, clock, None if reason is None else stale_note(reason))
+    return SamplingStatus(
+        rules=statuses,
+        current=reason is None,
+        reason=reason,
+        interval=interval,
+        pid=pid,
+        process=process,
+        this_process=False,
+        standing_by=standing_by,
+        lock_path=lock_path,
+        lock_held=lock_held,
+        last_sample_age=age,
+    )
