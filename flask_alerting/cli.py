@@ -192,6 +192,8 @@ def _status_lines(state: Any) -> list[str]:
         text = _config_value(key, value)
         if key == "ALERTING_METRICS_LOCK_FILE" and value is None:
             text = f"None (default: {state.sampler.lock_path})"
+        elif key == "ALERTING_STORAGE_URI" and value is None:
+            text = f"None (default: {state.store.uri})"
         lines.append(f"  {key:<{width}}  {text}")
 
     lines += ["", "Notifiers:"]
