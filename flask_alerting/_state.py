@@ -23,7 +23,7 @@ from ._lifecycle import guard
 from ._parsers import STORAGE_FORMS
 from .alert import AlertItem
 from .config import Config, ConfigurationError, ConfigVars
-from .delivery import Pipeline, RetryPolicy
+from .delivery import Pipeline, RetryPolicy, store_link
 from .dispatch import Clock
 from .metrics.rules import RuleSpec
 from .metrics.sampler import Sampler, build_sampler
@@ -112,13 +112,14 @@ def get_state(app: Flask, extension: FlaskAlerting | None = None) -> State:
 
 def open_store(config: Config, app_name: str) -> Store:
     """The store ``ALERTING_STORAGE_URI`` names (None: this host's default SQLite file),
-    not connected yet: the dispatch thread connects when it first needs it.
+    not connected yet: the dispatch thread connects when it first needs it. Each
+    operation is bounded by :data:`~flask_alerting.delivery.store_link.TIMEOUT`.
 
     :raises ConfigurationError: naming the key, for a URI that names no store (or needs
         a package that is not installed).
     """
     try:
-        return parse_storage_uri(config.storage_uri, app_name=app_name)
+        return parse_storage_uri(config.storage_uri, app_name=app_name, timeout=store_link.TIMEOUT)
     except InvalidStorageURI as exc:
         raise ConfigurationError(
             ConfigVars.STORAGE_URI, f"None or a storage URI ({STORAGE_FORMS}): {exc}"

@@ -12,6 +12,7 @@ import os
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from .config import ConfigurationError, ConfigVars
 from .metrics.rules import fmt_duration
 from .notifiers.base import Notifier
 from .notifiers.smtp import SMTPNotifier
+from .store import StoreError
 
 alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
 
@@ -238,6 +240,8 @@ def _status_lines(state: Any) -> list[str]:
         ],
     )
 
+    lines += _store_lines(state)
+
     timings = state.extension.timing_stats()
     lines += ["", "Slow-call timing (this process):"]
     if timings:
@@ -255,6 +259,47 @@ def _status_lines(state: Any) -> list[str]:
         )
     else:
         lines.append("  (no timed call yet)")
+    return lines
+
+
+#: Windows listed at most by ``status`` (the soonest to end).
+STATUS_WINDOWS = 20
+
+
+def _store_lines(state: Any) -> list[str]:
+    """The shared store: its open windows (every process's) and registered processes."""
+    store = state.store
+    if not store.shared:
+        return []
+    if store.scheme == "redis":
+        who = "every host that reaches it"
+    elif state.config.storage_uri is None:
+        who = "the processes of this host"
+    else:
+        who = "the processes that open this file"
+    lines = ["", f"Throttle store (shared by {who}): {store.uri}"]
+    now = time.time()
+    try:
+        windows = store.windows(now=now)
+        processes = store.processes(now=now)
+    except StoreError as exc:
+        return [*lines, f"  does not answer: {exc} (each process throttles on its own)"]
+    alive = sum(1 for p in processes if p.alive)
+    lines.append(
+        f"  open windows: {len(windows)}; processes registered: {len(processes)} "
+        f"({alive} alive)"
+    )
+    if windows:
+        lines += _table(
+            ("FINGERPRINT", "COUNTED", "ENDS IN"),
+            [
+                (w.fingerprint, str(w.count), fmt_duration(max(0.0, w.end - now)))
+                for w in windows[:STATUS_WINDOWS]
+            ],
+            indent="    ",
+        )
+        if len(windows) > STATUS_WINDOWS:
+            lines.append(f"    ... and {len(windows) - STATUS_WINDOWS} more")
     return lines
 
 

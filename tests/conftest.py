@@ -66,6 +66,9 @@ def app() -> Flask:
     # Not app.testing either, so the metrics sampler would start: it samples the real host
     # and would alert into unrelated tests. Its own tests turn it on explicitly.
     app.config["ALERTING_METRICS_ENABLED"] = False
+    # Nor would the store be memory://: these tests are about one process, whose throttle
+    # they drive with a FakeClock. The shared store has its own tests (test_shared_*.py).
+    app.config["ALERTING_STORAGE_URI"] = "memory://"
     return app
 
 

@@ -29,12 +29,13 @@ from typing import Any
 from .. import _lifecycle
 from .._lifecycle import guard, start_thread
 from ..alert import Alert, AlertItem, PendingAlert
-from ..dispatch import Clock, Dispatcher, Throttle
+from ..dispatch import Clock, Dispatcher, Throttle, ThrottleLike
 from ..flood import FloodGuard
 from ..notifiers.base import Notifier
 from ..signals import weak_sender
 from ..store import Store
 from .drops import Overflow, report_undelivered
+from .shared_throttle import SharedThrottle
 from .store_link import StoreLink, wall_clock
 from .worker import NotifierWorker, RetryPolicy
 
@@ -145,9 +146,18 @@ class Pipeline:
             )
             for i, notifier in enumerate(self.notifiers)
         ]
+        throttle: ThrottleLike = Throttle(self.throttle_seconds, self.clock)
+        if self.link is not None and self.throttle_seconds > 0:
+            throttle = SharedThrottle(
+                self.link,
+                self.throttle_seconds,
+                self.clock,
+                notifiers=[notifier.name for notifier in self.notifiers],
+                labels=self.labels,
+            )
         self.dispatcher = Dispatcher(
             sender=self.sender,
-            throttle=Throttle(self.throttle_seconds, self.clock),
+            throttle=throttle,
             deliver=self._deliver,
             log=self.log,
             log_logged=self.log_logged,
@@ -263,13 +273,14 @@ class Pipeline:
         link = self.link
         while True:
             due: float | None = None
-            with guard("emitting digests"):
-                due = dispatcher.tick()
+            link_due: float | None = None
             if link is not None:
                 with guard("running the store tick"):
                     link_due = link.tick()
-                    if link_due is not None and (due is None or link_due < due):
-                        due = link_due
+            with guard("emitting digests"):
+                due = dispatcher.tick()
+            if link_due is not None and (due is None or link_due < due):
+                due = link_due
             timeout = None if due is None else max(0.0, due - self.clock())
             try:
                 item = inbound.get(timeout=timeout)
@@ -309,7 +320,8 @@ class Pipeline:
                 self._retired(item)
                 return False
             # Digests whose window ended are due now: hand them over before the marker is
-            # done, so that flush() waits for them too.
+            # done, so that flush() waits for them too; counts go to a shared store now.
+            dispatcher.throttle.sync()
             self._emit_digests(drain=item.action == "drain")
             item.done.set()
             return True
@@ -398,6 +410,7 @@ class Pipeline:
                 if not isinstance(item, _Marker):
                     self._handle(item)
             self._after_batch()
+            self.dispatcher.throttle.sync()
             self._emit_digests(drain)
 
     def _emit_digests(self, drain: bool) -> None:
