@@ -156,6 +156,20 @@ def test_a_continuous_storm_gives_one_message_per_window_in_all(world: World) ->
     assert all(gap >= WINDOW for gap in gaps[:-1]), gaps
 
 
+def test_a_storm_stays_known_across_the_windows_its_process_claims(world: World) -> None:
+    """The claim comes before the window is forgotten here: the request path goes on
+    counting (a dictionary lookup) instead of capturing occurrences in full."""
+    a = world.process(window=1.0)
+    a.raise_()
+    for _ in range(55):  # 5.5 s of a storm, 10 occurrences a second
+        world.advance(0.1)
+        a.raise_()
+        assert a.throttle.suppresses("fp")
+    assert len(a.digests) == 2  # each 2 s: the window, then the grace before its claim
+    a.dispatcher.drain()
+    assert len(a.digests) == 3 and occurrences(a.sent) == 56
+
+
 def test_timing_alerts_follow_the_same_rules_with_their_statistics(world: World) -> None:
     a, b = world.process(), world.process()
     a.raise_(kind="timing", title="slow", value=3.0, fingerprint="t")
@@ -210,6 +224,19 @@ def test_the_last_process_to_stop_sends_the_pending_digests(world: World) -> Non
     (first, digest) = a.sent
     assert digest.is_digest and digest.occurrences == 3
     assert a.link.store.windows(now=a.link.now()) == []
+
+
+def test_a_process_registers_before_it_first_writes_to_the_store(world: World) -> None:
+    """No tick has run yet (a storm's first alerts come first): still, a process that
+    holds counts is registered, so the other does not take itself for the last one."""
+    a, b = world.process(), world.process()
+    a.raise_()
+    b.raise_(2)  # joins a's window, counts 2 (not added yet)
+    assert a.link.registered and b.link.registered
+    a.dispatcher.drain()  # b is alive and registered: no digest from a
+    assert a.digests == []
+    b.dispatcher.drain()
+    assert [x.occurrences for x in b.digests] == [2]
 
 
 def test_counts_whose_window_was_drained_meanwhile_leave_on_their_own(world: World) -> None:

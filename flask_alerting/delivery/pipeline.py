@@ -271,12 +271,14 @@ class Pipeline:
         inbound = self._inbound
         dispatcher = self.dispatcher
         link = self.link
+        started = False  # the store waits until the first alert was handled
         while True:
             due: float | None = None
             link_due: float | None = None
-            if link is not None:
+            if link is not None and started:
                 with guard("running the store tick"):
                     link_due = link.tick()
+            started = True
             with guard("emitting digests"):
                 due = dispatcher.tick()
             if link_due is not None and (due is None or link_due < due):
@@ -319,8 +321,15 @@ class Pipeline:
             if item.action == "retire":
                 self._retired(item)
                 return False
+            # Occurrences the full queue kept as counts were raised before the marker:
+            # they join their digests first (else a drain would leave them behind).
+            self._after_batch()
             # Digests whose window ended are due now: hand them over before the marker is
-            # done, so that flush() waits for them too; counts go to a shared store now.
+            # done, so that flush() waits for them too; a shared store gets this process
+            # registered and its counts now.
+            if self.link is not None:
+                with guard("running the store tick"):
+                    self.link.tick()
             dispatcher.throttle.sync()
             self._emit_digests(drain=item.action == "drain")
             item.done.set()

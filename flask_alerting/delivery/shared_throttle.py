@@ -125,7 +125,8 @@ class SharedThrottle:
         self._evicted: list[Alert] = []
         self._to_delete: list[str] = []  # outbox records of digests handed over
         self._next_flush = clock()
-        self._next_claim = clock()
+        # Not before the first alert is handled: the store's first answer may be slow.
+        self._next_claim = clock() + CLAIM_EVERY
         #: Windows closed early because the table was full.
         self.evictions = 0
         #: Windows this process opened in the store (it sent their first alert).
@@ -160,7 +161,12 @@ class SharedThrottle:
             return False
         self._make_room()
         now = self.wall()
+        # Known at once, before the store answers: meanwhile the request path counts the
+        # next occurrences instead of capturing each in full (a store's first answer
+        # may take a while on a busy host: a connection, a GIL shared with the storm).
+        entry = self._add(fp, _Entry(Window(end=now + self.window, last=alert), shared=False))
         if isinstance(alert, Alert):
+            self.link.ensure_registered()
             try:
                 opened = self.link.call(
                     "opening a throttle window",
@@ -169,11 +175,15 @@ class SharedThrottle:
                     ),
                 )
             except StoreError:
-                pass  # this process's own window, below
+                pass  # this process's own window
             else:
                 if opened.end is None:  # the store tracks no more windows: send, count nothing
+                    self._forget(fp, entry)
                     return True
-                entry = self._add(fp, _Entry(Window(end=opened.end, last=alert), shared=True))
+                entry.shared = True
+                if opened.end != entry.window.end:
+                    entry.window.end = opened.end
+                    heapq.heappush(self._ends, (opened.end, fp))
                 if opened.first:
                     self.opened += 1
                     return True
@@ -181,7 +191,6 @@ class SharedThrottle:
                 self._count(fp, entry, alert)
                 return False
         self.local_windows += 1
-        self._add(fp, _Entry(Window(end=now + self.window, last=alert), shared=False))
         return True
 
     def _add(self, fp: str, entry: _Entry) -> _Entry:
@@ -235,10 +244,16 @@ class SharedThrottle:
         if self._dirty and now >= self._next_flush:
             self._next_flush = now + FLUSH_EVERY
             self._flush(out)
-        if now >= self._next_claim and not self.link.left:
+        if not self.link.left and (now >= self._next_claim or self._shared_window_ended()):
+            # A window this process knows has ended: claim first, so that one reopened
+            # by the claim stays known here (a storm goes on being counted cheaply).
             self._claim(out)
         self._expire(out)
         return out
+
+    def _shared_window_ended(self) -> bool:
+        top = self._top()
+        return top is not None and self._is_shared(top) and top[0] + self.grace <= self.wall()
 
     def template(self, fingerprint: str) -> Alert | None:
         """The last alert built for ``fingerprint`` (see

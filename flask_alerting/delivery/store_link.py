@@ -14,9 +14,10 @@ processes share: ``memory://`` needs none, and keeps the per-process path of 0.1
   seconds one call is let through as a trial, and the first that succeeds closes it and
   logs the return, once. An unexpected exception of a store counts as a failure too, so
   that a bug in a backend costs no alert.
-* **Registration**: the first :meth:`StoreLink.tick` registers this process (host, pid,
-  start time) with a lease of :data:`LEASE` seconds, renewed every :data:`HEARTBEAT`
-  seconds (the lease tells other hosts that it is alive; on its own host the OS does).
+* **Registration**: the first :meth:`StoreLink.tick`, or the first write to the store
+  (:meth:`StoreLink.ensure_registered`), registers this process (host, pid, start time)
+  with a lease of :data:`LEASE` seconds, renewed every :data:`HEARTBEAT` seconds (the
+  lease tells other hosts that it is alive; on its own host the OS does).
   The heartbeat is also the breaker's trial while the store is down, and registers again
   once the store is back (a restarted Redis forgot everything).
   :meth:`StoreLink.leave` deregisters it when the app shuts down and says whether it
@@ -224,6 +225,14 @@ class StoreLink:
         if not self.available or not self._hooks:
             return self._next_heartbeat  # the next renewal, or trial
         return min(self._next_heartbeat, self._next_tick)
+
+    def ensure_registered(self) -> None:
+        """Register now if this process is not yet: before it first writes to the
+        store, so that no other process takes itself for the last one (and drains the
+        store) while this one holds counts. Nothing to do once registered, after
+        :meth:`leave`, or while the breaker is open (the store holds nothing of ours)."""
+        if not self.registered and not self._left and self.breaker.state != "open":
+            self._renew(self.clock())
 
     def _renew(self, now: float) -> None:
         self._next_heartbeat = now + self.heartbeat
