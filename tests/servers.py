@@ -291,10 +291,12 @@ class RedisServer:
     unless asked for).
 
     :param directory: its working directory (a tmp_path) holding the socket and its log.
+    :param binary: the ``redis-server`` executable (default: found by
+        :func:`require_binary`, which skips a test without it).
     """
 
-    def __init__(self, directory: Path) -> None:
-        self.binary = require_binary("redis-server", "redis-server")
+    def __init__(self, directory: Path, binary: str | None = None) -> None:
+        self.binary = binary or require_binary("redis-server", "redis-server")
         self.directory = directory
         self.socket_path = str(directory / "redis.sock")
         self.port = 0
