@@ -205,6 +205,14 @@ def test_the_dispatch_thread_registers_and_shutdown_deregisters_and_closes(
         alerting.shutdown()
 
 
+def test_a_process_that_never_used_its_store_leaves_it_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    app = app_with(ALERTING_STORAGE_URI=f"sqlite:///{path}")
+    alerting = FlaskAlerting(app, notifiers=[MemoryNotifier()])
+    assert alerting.flush(10) and alerting.shutdown(10)  # nothing raised: nothing to do
+    assert not path.exists()
+
+
 def reader_now() -> float:
     import time
 

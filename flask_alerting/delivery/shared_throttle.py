@@ -223,14 +223,15 @@ class SharedThrottle:
 
     def next_due(self) -> float | None:
         """``clock`` time at which :meth:`pop_due` has something to do."""
-        if self.link.left:
-            return None
-        due = self._next_claim  # also when idle: another process's windows may be due
+        due: float | None = None
+        if self._claims():
+            due = self._next_claim  # also when idle: another process's windows may be due
         if self._dirty:
-            due = min(due, self._next_flush)
+            due = self._next_flush if due is None else min(due, self._next_flush)
         top = self._top()
         if top is not None:
-            due = min(due, self._monotonic(top[0] + (self.grace if self._is_shared(top) else 0)))
+            end = self._monotonic(top[0] + (self.grace if self._is_shared(top) else 0))
+            due = end if due is None else min(due, end)
         return due
 
     def _is_shared(self, top: tuple[float, str]) -> bool:
@@ -244,12 +245,17 @@ class SharedThrottle:
         if self._dirty and now >= self._next_flush:
             self._next_flush = now + FLUSH_EVERY
             self._flush(out)
-        if not self.link.left and (now >= self._next_claim or self._shared_window_ended()):
+        if self._claims() and (now >= self._next_claim or self._shared_window_ended()):
             # A window this process knows has ended: claim first, so that one reopened
             # by the claim stays known here (a storm goes on being counted cheaply).
             self._claim(out)
         self._expire(out)
         return out
+
+    def _claims(self) -> bool:
+        """Whether this process claims due windows: from its first use of the store (its
+        first alert) until it leaves. One that never raised anything never touches it."""
+        return self.link.used and not self.link.left
 
     def _shared_window_ended(self) -> bool:
         top = self._top()

@@ -121,6 +121,8 @@ class StoreLink:
         self.failures = 0
         #: Whether the store holds this process's registration (as far as it knows).
         self.registered = False
+        #: Whether this process ever asked the store anything.
+        self.used = False
         self._next_heartbeat = clock()  # the first tick registers
         self._next_tick = clock()
         self._hooks: list[Callable[[float], None]] = []
@@ -160,6 +162,7 @@ class StoreLink:
         :raises StoreError: it failed (logged when that opened the breaker), or
             :class:`~flask_alerting.store.BreakerOpen`: it was not tried.
         """
+        self.used = True
         if not self.breaker.allow() and not force:
             raise BreakerOpen(f"{self.store.uri} is not used for now (it failed recently)")
         try:
@@ -252,11 +255,15 @@ class StoreLink:
         Tried even while the breaker is open: the store may be back.
 
         :returns: True when no live process of the store is left (this one sends the
-            pending digests), False when others are, None when the store could not say.
+            pending digests), False when others are, None when the store could not say,
+            or when this process never used it (it holds nothing there: a command such
+            as ``flask alerting status`` neither opens the store nor drains it).
         """
         if self._left:
             return self._last
         self._left = True
+        if not self.used:
+            return None
         try:
             self._last = self.call(
                 "deregistering this process",
