@@ -1,8 +1,9 @@
 """An error storm: e-mails sent, request throughput and latency against a log-only app.
 
-Run: ``.venv/bin/python benchmarks/bench_errors.py`` (about 30-40 s; ``--quick``: about
-10 s). Needs aiosmtpd (the ``test`` or ``bench`` extras): a real SMTP server is started on
-127.0.0.1 (``tests/smtp_server.py``).
+Run: ``.venv/bin/python benchmarks/bench_errors.py`` (about 40-50 s; ``--quick``: about
+15 s). Needs aiosmtpd (the ``test`` or ``bench`` extras): a real SMTP server is started on
+127.0.0.1 (``tests/smtp_server.py``); and, for the Redis figure, ``redis-server`` (the
+Debian package; without it that line says so) and the ``redis`` package.
 
 Every app has the same view, ``/fail/<n>``, raising ``ValueError("... n ...")``: one
 fingerprint, a different message each time. Logging is configured like the seed
@@ -10,7 +11,10 @@ fingerprint, a different message each time. Logging is configured like the seed
 with its traceback (Flask's own ``log_exception``). The apps:
 
 * **log-only**: just that (the baseline of every ratio);
-* **alerting**: the same plus ``FlaskAlerting`` delivering to the local SMTP server;
+* **alerting**: the same plus ``FlaskAlerting`` delivering to the local SMTP server, with
+  its default store (this host's SQLite file, in a temporary ``XDG_RUNTIME_DIR``);
+* **alerting, memory://**: the same with the store of one process (0.1's throttle);
+* **alerting, Redis**: the same with a ``redis-server`` on 127.0.0.1 (TCP);
 * **seed**: the seed's design, a ``try``/``except`` in the view that logs and sends the
   e-mail with :mod:`smtplib` before answering (plain SMTP on 127.0.0.1, without the seed's
   TLS handshake and login: a lower bound of its cost).
@@ -21,13 +25,15 @@ Figures (goals from issue 3):
    window), shown for the default 300-s window and for a 1-s window; the seed sends one
    per error (measured on a few hundred requests, then extrapolated linearly, which is
    exact for its design: one SMTP transaction per error);
-2. request throughput, alerting / log-only (goal >= 0.9). The alerting app's time includes
-   flushing its pipeline at the end of each round, so the dispatch thread's work counts;
+2. request throughput, alerting / log-only, per store: the default (goal >= 0.85),
+   ``memory://`` (0.1's goal: >= 0.9), Redis (goal >= 0.8). An alerting app's time includes
+   flushing its pipeline at the end of each round (the counts added to the store
+   included), so the dispatch thread's work counts;
 3. with the SMTP server delaying every reply by 0.5 s: median latency of an erroring
    request, alerting / log-only (goal <= 1.2), and the seed's (it waits for SMTP).
 
 Rounds are interleaved (log-only, alerting, log-only, ...) so that load from other
-processes hits both alike; medians over rounds are compared.
+processes hits all alike; medians over rounds are compared.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flask_alerting import FlaskAlerting  # noqa: E402
 from tests.smtp_server import SMTPServer  # noqa: E402
 
+# The default store lives in $XDG_RUNTIME_DIR: a private one for this run.
+os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="bench-errors-runtime-")
+
 SEED_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
 
 
@@ -67,8 +76,10 @@ def failing_app(name: str) -> Flask:
     return app
 
 
-def alerting_app(server: SMTPServer, **options: Any) -> tuple[Flask, FlaskAlerting]:
-    app = failing_app("alerting")
+def alerting_app(
+    server: SMTPServer, name: str = "alerting", **options: Any
+) -> tuple[Flask, FlaskAlerting]:
+    app = failing_app(name)
     app.config.update(
         ALERTING_SMTP_HOST=server.host,
         ALERTING_SMTP_PORT=server.port,
@@ -128,6 +139,24 @@ def latency(app: Flask, n: int) -> float:
     return time.perf_counter() - begin
 
 
+def start_redis(workdir: str) -> Any:
+    """A redis-server on 127.0.0.1 (tests/servers.py), or None when there is none."""
+    import shutil
+
+    from tests.servers import RedisServer
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        return None
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return None
+    directory = Path(workdir) / "redis"
+    directory.mkdir()
+    return RedisServer(directory, binary=binary).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (about 10 s)")
@@ -152,28 +181,57 @@ def main() -> None:
         # -- 1 and 2: e-mails and throughput ------------------------------------------------
         log_only = failing_app("log-only")
         app, alerting = alerting_app(fast)
+        # The same with other stores, each with an SMTP server of its own.
+        others: dict[str, tuple[Flask, FlaskAlerting, SMTPServer]] = {}
+        redis_server = start_redis(workdir)
+        stores = {"memory://": "memory://"}
+        if redis_server is not None:
+            stores["Redis"] = redis_server.url
+        for label, uri in stores.items():
+            smtp = SMTPServer().start()
+            other_app, other = alerting_app(
+                smtp, name=f"alerting-{label[:5].strip(':/')}", storage_uri=uri
+            )
+            others[label] = (other_app, other, smtp)
         # For information: the request path alone, the pipeline replaced by a no-op (as
         # flask_alerting.testing does, through an instance attribute).
-        path_app, path_alerting = alerting_app(fast)
+        path_app, path_alerting = alerting_app(fast, name="path", storage_uri="memory://")
         path_app.extensions["alerting"].submit = lambda item: None
         run(log_only, 0, 200)  # warm up (imports, linecache, first e-mail)
         run(app, 0, 200, alerting)
+        for other_app, other, _ in others.values():
+            run(other_app, 0, 200, other)
         run(path_app, 0, 200)
         warm_emails = len(fast.wait_for(1))
         base_times: list[float] = []
         alert_times: list[float] = []
+        other_times: dict[str, list[float]] = {label: [] for label in others}
         path_times: list[float] = []
         for r in range(rounds):
             base_times.append(run(log_only, r * per_round, per_round))
             alert_times.append(run(app, r * per_round, per_round, alerting))
+            for label, (other_app, other, _) in others.items():
+                other_times[label].append(run(other_app, r * per_round, per_round, other))
             path_times.append(run(path_app, r * per_round, per_round))
         path_alerting.shutdown(5.0)
         stats = alerting.stats()
         alerting.shutdown(30.0)  # emits the pending digest
         emails = len(fast.wait_for(warm_emails + 1))
+        other_emails = {}
+        for label, (_, other, smtp) in others.items():
+            other.shutdown(30.0)
+            other_emails[label] = len(smtp.wait_for(2))
+            smtp.stop()
+        if redis_server is not None:
+            redis_server.stop()
         base_rps = per_round / statistics.median(base_times)
         alert_rps = per_round / statistics.median(alert_times)
+        other_rps = {label: per_round / statistics.median(t) for label, t in other_times.items()}
         path_rps = per_round / statistics.median(path_times)
+
+        def ratio_of(times: list[float]) -> float:
+            """Median over rounds of log-only's time / this app's in the same round."""
+            return statistics.median(b / t for b, t in zip(base_times, times, strict=True))
 
         # A 1-s window: one digest per elapsed window.
         fast_windows = SMTPServer().start()
@@ -225,15 +283,26 @@ def main() -> None:
             f"   try/except recipe:        {seed_emails} e-mails for {seed_count} errors "
             f"-> {seed_emails * total // seed_count} for {total} (one per error)"
         )
+        for label, count in other_emails.items():
+            print(f"   alerting, {label + ':':<16}{count} e-mails (the same storm)")
         print("\n2. Throughput (erroring requests per second, median of rounds)")
         print(f"   log-only:                 {base_rps:8.0f} req/s")
-        ratio = alert_rps / base_rps
-        print(f"   alerting:                 {alert_rps:8.0f} req/s   ratio {ratio:.2f}", end="")
-        print("   (goal >= 0.9)")
+        ratio = ratio_of(alert_times)
+        print(f"   alerting, default store:  {alert_rps:8.0f} req/s   ratio {ratio:.2f}", end="")
+        print("   (goal >= 0.85; this host's SQLite file)")
+        goals = {"memory://": "(0.1's goal >= 0.9; one process)", "Redis": "(goal >= 0.8)"}
+        for label, rps in other_rps.items():
+            print(
+                f"   alerting, {label + ':':<16}{rps:8.0f} req/s   ratio "
+                f"{ratio_of(other_times[label]):.2f}   {goals[label]}"
+            )
+        if redis_server is None:
+            print("   alerting, Redis:          (no redis-server or redis package: not measured)")
         print(
-            f"   (request path only:       {path_rps:8.0f} req/s   ratio {path_rps / base_rps:.2f}"
-            "   information: pipeline bypassed)"
+            f"   (request path only:       {path_rps:8.0f} req/s   ratio "
+            f"{ratio_of(path_times):.2f}   information: pipeline bypassed)"
         )
+        print("   (ratios: median over rounds of log-only's time / the app's, same round)")
         print(
             f"   try/except recipe:        {seed_rps:8.0f} req/s   ratio {seed_rps / base_rps:.2f}"
             "   (fast local SMTP, no TLS)"

@@ -144,7 +144,7 @@ class RequestLog(WSGIRequestHandler):
             super().log_request(*args, **kwargs)
 
 
-def configure(smtp_port: int, lock_file: str) -> dict[str, str]:
+def configure(smtp_port: int, lock_file: str, store: str) -> dict[str, str]:
     """Configure the example app the way production does: environment variables."""
     env = {
         "FLASK_ALERTING_SMTP_HOST": "127.0.0.1",
@@ -159,6 +159,8 @@ def configure(smtp_port: int, lock_file: str) -> dict[str, str]:
         "FLASK_ALERTING_CPU_THRESHOLD": "null",  # CPU would fire at random on a busy host
         # Its own lock: another copy of the app on this host must not sample for us.
         "FLASK_ALERTING_METRICS_LOCK_FILE": lock_file,
+        # Its own store, likewise: another copy must not count our storm in its windows.
+        "FLASK_ALERTING_STORAGE_URI": f"sqlite:///{store}",
         "PREDICTION_SLOW_SECONDS": str(SLOW_SECONDS),
     }
     os.environ.update(env)
@@ -200,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.TemporaryDirectory(prefix="flask-alerting-demo-")
     server: BaseWSGIServer | None = None
     try:
-        env = configure(smtp_port, os.path.join(workdir.name, "metrics.lock"))
+        env = configure(
+            smtp_port,
+            os.path.join(workdir.name, "metrics.lock"),
+            os.path.join(workdir.name, "alerts.sqlite3"),
+        )
         # Imported only now: the app reads its environment at import and in create_app().
         from prediction_app import alerting, create_app
 

@@ -124,6 +124,23 @@ def text(value: Any) -> str | None:
     return value.strip()
 
 
+#: The forms of ALERTING_STORAGE_URI, for error messages.
+STORAGE_FORMS = (
+    "memory://, sqlite:///absolute/path.sqlite3, redis://[:password@]host:port/db, "
+    "rediss://... or unix:///path/redis.sock?db=0"
+)
+
+
+def storage_uri(value: Any) -> str | None:
+    """None or blank: the default store. The URI itself is checked by the store package
+    when the state is built (:func:`flask_alerting.store.parse_storage_uri`)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or any(ch in value for ch in "\r\n\0"):
+        raise Invalid(f"None or a storage URI ({STORAGE_FORMS})")
+    return value.strip()
+
+
 def secret(value: Any) -> str | None:
     if value is None:
         return None

@@ -13,16 +13,17 @@ import logging
 import socket
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from . import _alert_log
 from ._lifecycle import guard
+from ._parsers import STORAGE_FORMS
 from .alert import AlertItem
-from .config import Config
-from .delivery import Pipeline, RetryPolicy
+from .config import Config, ConfigurationError, ConfigVars
+from .delivery import Pipeline, RetryPolicy, store_link
 from .dispatch import Clock
 from .metrics.builtin import build_sampler
 from .metrics.rules import RuleSpec
@@ -30,6 +31,7 @@ from .metrics.sampler import Sampler
 from .notifiers._config import notifiers_from_config
 from .notifiers.base import Notifier
 from .notifiers.log import LogNotifier
+from .store import InvalidStorageURI, Store, parse_storage_uri
 
 if TYPE_CHECKING:
     from ._extension import FlaskAlerting
@@ -55,6 +57,9 @@ class State:
     pipeline: Pipeline
     sampler: Sampler
     alert_log: logging.Logger
+    #: Where throttle windows live (``ALERTING_STORAGE_URI``); used only by the
+    #: pipeline's dispatch thread, closed at shutdown.
+    store: Store
     log_handler: logging.Handler | None = None
     #: The only notifier is the LogNotifier used when none was configured.
     fallback: bool = False
@@ -75,10 +80,12 @@ class State:
         return self.pipeline.counts_only(fingerprint)
 
     def shutdown(self, timeout: float | None) -> bool:
-        """Stop the sampler, shut the pipeline down, close the log file. True when
-        nothing was lost."""
+        """Stop the sampler, shut the pipeline down (this process leaves the store),
+        close the store and the log file. True when nothing was lost."""
         self.sampler.stop()
         ok = self.pipeline.shutdown(timeout)
+        with guard("closing the alert store"):
+            self.store.close()
         _alert_log.close_alert_log(self.alert_log, self.log_handler)
         return ok
 
@@ -104,6 +111,22 @@ def get_state(app: Flask, extension: FlaskAlerting | None = None) -> State:
     return state
 
 
+def open_store(config: Config, app_name: str) -> Store:
+    """The store ``ALERTING_STORAGE_URI`` names (None: this host's default SQLite file),
+    not connected yet: the dispatch thread connects when it first needs it. Each
+    operation is bounded by :data:`~flask_alerting.delivery.store_link.TIMEOUT`.
+
+    :raises ConfigurationError: naming the key, for a URI that names no store (or needs
+        a package that is not installed).
+    """
+    try:
+        return parse_storage_uri(config.storage_uri, app_name=app_name, timeout=store_link.TIMEOUT)
+    except InvalidStorageURI as exc:
+        raise ConfigurationError(
+            ConfigVars.STORAGE_URI, f"None or a storage URI ({STORAGE_FORMS}): {exc}"
+        ) from None
+
+
 def create_state(
     app: Flask,
     config: Config,
@@ -114,13 +137,15 @@ def create_state(
     clock: Clock = time.monotonic,
     retry_policy: RetryPolicy | None = None,
 ) -> State:
-    """Build the state of ``app``: its notifiers (those of the configuration, then
-    ``notifiers``; a :class:`LogNotifier` when there is none), alert log, pipeline and
-    metrics sampler (not started). When the app is freed, its threads deliver what it
-    raised and end.
+    """Build the state of ``app``: its store (not connected yet), notifiers (those of
+    the configuration, then ``notifiers``; a :class:`LogNotifier` when there is none),
+    alert log, pipeline and metrics sampler (not started). When the app is freed, its
+    threads deliver what it raised and end, and its store is closed.
 
-    :raises ConfigurationError: naming the key of a notifier or file that cannot be used.
+    :raises ConfigurationError: naming the key of a notifier, file or store that cannot
+        be used.
     """
+    store = open_store(config, app.name)
     built = [*notifiers_from_config(config), *notifiers]
     fallback = not built
     if fallback:
@@ -146,12 +171,13 @@ def create_state(
         shutdown_timeout=config.shutdown_timeout,
         rate_limit=config.rate_limit,
         labels=labels,
+        store=store,
     )
     sampler = build_sampler(
         config, app_name=app.name, specs=specs, submit=pipeline.submit, labels=labels,
         clock=clock, sender=app,
     )
-    weakref.finalize(app, _app_freed, pipeline, sampler, alert_log, handler).atexit = False
+    weakref.finalize(app, _app_freed, pipeline, sampler, alert_log, handler, store).atexit = False
     return State(
         extension=extension,
         app_ref=weakref.ref(app),
@@ -161,6 +187,7 @@ def create_state(
         pipeline=pipeline,
         sampler=sampler,
         alert_log=alert_log,
+        store=store,
         log_handler=handler,
         fallback=fallback,
     )
@@ -171,13 +198,18 @@ def _app_freed(
     sampler: Sampler,
     alert_log: logging.Logger,
     handler: logging.Handler | None,
+    store: Store,
 ) -> None:
     """An app was freed: its sampler stops, its pipeline delivers what it raised and
-    ends its threads, then its log file is closed. Never waits."""
+    ends its threads (leaving the store), then its store and log file are closed. Never
+    waits."""
     with guard("stopping the metrics sampler of a freed app"):
         sampler.close_soon()
-    close_log: Callable[[], None] = functools.partial(
-        _alert_log.close_alert_log, alert_log, handler
-    )
+
+    def close() -> None:
+        with guard("closing the alert store of a freed app"):
+            store.close()
+        _alert_log.close_alert_log(alert_log, handler)
+
     with guard("retiring the pipeline of a freed app"):
-        pipeline.retire(then=close_log)
+        pipeline.retire(then=close)

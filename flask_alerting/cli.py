@@ -12,6 +12,7 @@ import os
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import ParamSpec, TypeVar
 
@@ -28,6 +29,7 @@ from .metrics.status import SamplingStatus
 from .notifiers.base import Notifier
 from .notifiers.smtp import SMTPNotifier
 from .render import fmt_duration
+from .store import StoreError
 
 alerting_cli = AppGroup("alerting", help="Check and test flask-alerting.")
 
@@ -199,6 +201,8 @@ def _status_lines(state: State) -> list[str]:
         text = _config_value(key, value)
         if key == "ALERTING_METRICS_LOCK_FILE" and value is None:
             text = f"None (default: {state.sampler.lock_path})"
+        elif key == "ALERTING_STORAGE_URI" and value is None:
+            text = f"None (default: {state.store.uri})"
         lines.append(f"  {key:<{width}}  {text}")
 
     lines += ["", "Notifiers:"]
@@ -243,6 +247,8 @@ def _status_lines(state: State) -> list[str]:
         ],
     )
 
+    lines += _store_lines(state)
+
     timings = state.extension.timing_stats()
     lines += ["", "Slow-call timing (this process):"]
     if timings:
@@ -260,6 +266,47 @@ def _status_lines(state: State) -> list[str]:
         )
     else:
         lines.append("  (no timed call yet)")
+    return lines
+
+
+#: Windows listed at most by ``status`` (the soonest to end).
+STATUS_WINDOWS = 20
+
+
+def _store_lines(state: State) -> list[str]:
+    """The shared store: its open windows (every process's) and registered processes."""
+    store = state.store
+    if not store.shared:
+        return []
+    if store.scheme == "redis":
+        who = "every host that reaches it"
+    elif state.config.storage_uri is None:
+        who = "the processes of this host"
+    else:
+        who = "the processes that open this file"
+    lines = ["", f"Throttle store (shared by {who}): {store.uri}"]
+    now = time.time()
+    try:
+        windows = store.windows(now=now)
+        processes = store.processes(now=now)
+    except StoreError as exc:
+        return [*lines, f"  does not answer: {exc} (each process throttles on its own)"]
+    alive = sum(1 for p in processes if p.alive)
+    lines.append(
+        f"  open windows: {len(windows)}; processes registered: {len(processes)} "
+        f"({alive} alive)"
+    )
+    if windows:
+        lines += _table(
+            ("FINGERPRINT", "COUNTED", "ENDS IN"),
+            [
+                (w.fingerprint, str(w.count), fmt_duration(max(0.0, w.end - now)))
+                for w in windows[:STATUS_WINDOWS]
+            ],
+            indent="    ",
+        )
+        if len(windows) > STATUS_WINDOWS:
+            lines.append(f"    ... and {len(windows) - STATUS_WINDOWS} more")
     return lines
 
 

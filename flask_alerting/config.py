@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from . import _parsers as parse
 from ._parsers import Invalid, Parser
-from ._urls import mask_scheme_only, mask_url
+from ._urls import mask_scheme_only, mask_uri, mask_url
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -43,6 +43,8 @@ def _short_repr(key: str, value: object) -> str:
         return "'***'"
     if key in _URL_KEYS:
         return _masked_urls(key, value)
+    if key == ConfigVars.STORAGE_URI and isinstance(value, str):
+        return repr(mask_uri(value))
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -89,6 +91,7 @@ class ConfigVars:
     WEBHOOK_FORMAT = "ALERTING_WEBHOOK_FORMAT"
     APPRISE_URLS = "ALERTING_APPRISE_URLS"
     SHOW_COOKIE_VALUES = "ALERTING_SHOW_COOKIE_VALUES"
+    STORAGE_URI = "ALERTING_STORAGE_URI"
 
 
 #: Keys whose values are URLs that may hold credentials: shown masked.
@@ -213,6 +216,9 @@ KEYS: dict[str, _Key] = {
     "show_cookie_values": _Key(
         ConfigVars.SHOW_COOKIE_VALUES, False, parse.boolean, "cookie values in alerts (scrubbed)"
     ),
+    "storage_uri": _Key(
+        ConfigVars.STORAGE_URI, _DYNAMIC, parse.storage_uri, "where throttle windows live"
+    ),
 }
 
 
@@ -260,6 +266,9 @@ class Config:
     webhook_format: str
     apprise_urls: tuple[str, ...] = dataclasses.field(repr=False)
     show_cookie_values: bool
+    #: None: the per-host default store (a SQLite file beside the metrics lock file);
+    #: else the URI as given (checked by the store when the state is built).
+    storage_uri: str | None = dataclasses.field(repr=False)
 
     def as_public_dict(self) -> dict[str, Any]:
         """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""
@@ -272,6 +281,8 @@ class Config:
                 value = tuple(map(mask_scheme_only, value))
             elif key.name in _URL_KEYS and value:
                 value = mask_url(value)
+            elif attr == "storage_uri" and value:
+                value = mask_uri(value)
             out[key.name] = value
         return out
 
@@ -331,7 +342,8 @@ def load_config(
     :param app_config: ``app.config``.
     :param overrides: constructor keywords (``throttle_seconds=...``), which win.
     :param app_name: used for the default subject prefix.
-    :param testing: ``app.testing``; turns the metrics sampler off by default.
+    :param testing: ``app.testing``; turns the metrics sampler off by default, and makes
+        the default store ``memory://``.
     :raises ConfigurationError: naming the first bad key.
     """
     check_options(overrides)
@@ -357,6 +369,9 @@ def load_config(
         values["subject_prefix"] = f"[{app_name}]"
     if values["metrics_enabled"] is _DYNAMIC:
         values["metrics_enabled"] = not testing
+    if values["storage_uri"] is _DYNAMIC:
+        # Tests of an app run in one process, with its sampler off: nothing to share.
+        values["storage_uri"] = "memory://" if testing else None
     if values["smtp_host"] is not None:
         if values["smtp_port"] is None:
             values["smtp_port"] = SMTP_PORTS[values["smtp_security"]]

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .alert import Alert, PendingAlert, utcnow
 from .flood import FloodGuard
@@ -28,7 +28,10 @@ RECENT_TEMPLATES = 256
 
 
 @dataclasses.dataclass
-class _Window:
+class Window:
+    """One fingerprint's window: when it ends (in the throttle's time) and what it
+    counted (a digest's facts), with the last occurrence kept to show."""
+
     end: float
     last: Alert | PendingAlert | None = None
     count: int = 0
@@ -108,7 +111,7 @@ class Throttle:
         )
         # Insertion order == end order: windows are (re)opened at the current time and
         # all have the same length, so the first entry is always the next one due.
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._evicted: list[Alert] = []
         #: Windows closed early because the table was full.
         self.evictions = 0
@@ -132,7 +135,7 @@ class Throttle:
             self._evict()
         # The alert that opens a window is what a digest shows when every later
         # occurrence was only counted.
-        self._windows[alert.fingerprint] = _Window(end=self.clock() + self.window, last=alert)
+        self._windows[alert.fingerprint] = Window(end=self.clock() + self.window, last=alert)
         return True
 
     def _evict(self) -> None:
@@ -183,7 +186,7 @@ class Throttle:
             del self._windows[fingerprint]
             if window.count:
                 due.append(window.digest(self.wall_clock()))
-                self._windows[fingerprint] = _Window(end=now + self.window, last=window.last)
+                self._windows[fingerprint] = Window(end=now + self.window, last=window.last)
             else:
                 self._remember(fingerprint, window.last)
         return due
@@ -224,12 +227,34 @@ class Throttle:
         """Fingerprint -> alerts counted in its open window (for status displays)."""
         return {fp: w.count for fp, w in self._windows.items() if w.count}
 
+    def sync(self) -> None:
+        """Nothing to do: the counts live here (see ``SharedThrottle.sync``)."""
+
+
+class ThrottleLike(Protocol):
+    """What the :class:`Dispatcher` needs of a throttle: :class:`Throttle` (per process)
+    or :class:`~flask_alerting.delivery.shared_throttle.SharedThrottle` (a store's)."""
+
+    window: float
+
+    def __len__(self) -> int: ...
+    def offer(self, alert: Alert | PendingAlert) -> bool: ...
+    def take_evicted(self) -> list[Alert]: ...
+    def suppresses(self, fingerprint: str) -> bool: ...
+    def count(self, item: PendingAlert) -> None: ...
+    def next_due(self) -> float | None: ...
+    def pop_due(self) -> list[Alert]: ...
+    def template(self, fingerprint: str) -> Alert | None: ...
+    def drain(self) -> list[Alert]: ...
+    def pending(self) -> dict[str, int]: ...
+    def sync(self) -> None: ...
+
 
 class Dispatcher:
     """The single path of every alert: signal, log, throttle, hand over for delivery.
 
     :param sender: the Flask app, sender of the signals.
-    :param throttle: per-fingerprint throttle.
+    :param throttle: per-fingerprint throttle (this process's, or a store's).
     :param deliver: called with each alert that should leave now (enqueues it).
     :param log: called with every raised alert (writes the alert log).
     :param log_logged: called instead of ``log`` for alerts their source already logged
@@ -248,7 +273,7 @@ class Dispatcher:
         self,
         *,
         sender: Any,
-        throttle: Throttle,
+        throttle: ThrottleLike,
         deliver: Callable[[Alert], None],
         log: Callable[[Alert], None],
         log_logged: Callable[[Alert], None] | None = None,

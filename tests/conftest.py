@@ -40,6 +40,19 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def private_runtime_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets an ``XDG_RUNTIME_DIR`` of its own (``0700``), inherited by the
+    servers it starts: the default store and metrics lock file of its apps are its own,
+    never shared with another test or a parallel run."""
+    path = tmp_path_factory.mktemp("runtime")
+    path.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -53,6 +66,9 @@ def app() -> Flask:
     # Not app.testing either, so the metrics sampler would start: it samples the real host
     # and would alert into unrelated tests. Its own tests turn it on explicitly.
     app.config["ALERTING_METRICS_ENABLED"] = False
+    # Nor would the store be memory://: these tests are about one process, whose throttle
+    # they drive with a FakeClock. The shared store has its own tests (test_shared_*.py).
+    app.config["ALERTING_STORAGE_URI"] = "memory://"
     return app
 
 

@@ -287,13 +287,16 @@ def _pause(seconds: float) -> None:
 
 
 class RedisServer:
-    """A ``redis-server`` on 127.0.0.1 (a free port) and a unix socket, no persistence.
+    """A ``redis-server`` on 127.0.0.1 (a free port) and a unix socket (no persistence
+    unless asked for).
 
     :param directory: its working directory (a tmp_path) holding the socket and its log.
+    :param binary: the ``redis-server`` executable (default: found by
+        :func:`require_binary`, which skips a test without it).
     """
 
-    def __init__(self, directory: Path) -> None:
-        self.binary = require_binary("redis-server", "redis-server")
+    def __init__(self, directory: Path, binary: str | None = None) -> None:
+        self.binary = binary or require_binary("redis-server", "redis-server")
         self.directory = directory
         self.socket_path = str(directory / "redis.sock")
         self.port = 0
@@ -314,10 +317,13 @@ class RedisServer:
         port: int | None = None,
         password: str | None = None,
         tls: tuple[str, str, str] | None = None,
+        persist: bool = False,
     ) -> RedisServer:
         """Start (again): on ``port``, or on a free one (retried if it was taken).
 
         :param tls: ``(certificate, key, CA)`` files: TLS only on the port.
+        :param persist: keep the data in an append-only file in ``directory``, written
+            before each reply, so that a restart finds it (as a production Redis would).
         """
         self.tls = tls
         for _attempt in range(5):
@@ -329,7 +335,8 @@ class RedisServer:
                           "--tls-auth-clients", "no"]
             args = [
                 self.binary, *listen, "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                "--save", "", "--appendonly", "yes" if persist else "no",
+                "--appendfsync", "always", "--dir", str(self.directory),
                 "--unixsocket", self.socket_path, "--unixsocketperm", "700",
                 "--daemonize", "no", "--loglevel", "warning",
             ]

@@ -35,6 +35,8 @@ def make_app(name: str = "testapp") -> Flask:
     app.config["PROPAGATE_EXCEPTIONS"] = False
     # The metrics sampler would sample the real host and alert into these tests.
     app.config["ALERTING_METRICS_ENABLED"] = False
+    # One process, its throttle driven by a FakeClock (as the app fixture of conftest).
+    app.config["ALERTING_STORAGE_URI"] = "memory://"
 
     @app.route("/boom", methods=["GET", "POST"])
     def boom() -> str:

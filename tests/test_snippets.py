@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,10 +29,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_alerting import Alert, FlaskAlerting, TransientError
+from flask_alerting import Alert, FlaskAlerting, TransientError, alert_sent
 from flask_alerting import timing as alerting_timing
+from flask_alerting.store import parse_storage_uri
 from flask_alerting.testing import record_alerts
-from tests.servers import Alertmanager, HTTPRecorder
+from tests.servers import Alertmanager, HTTPRecorder, RedisServer
 from tests.smtp_server import PASSWORD, USERNAME, SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -361,6 +363,29 @@ def test_alertmanager_cluster(
     assert len(alertmanager.alerts('app="snippet_alertmanager_cluster"')) == 1
 
 
+def test_redis_store(
+    load: Loader, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _channel_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    snippet = load("redis_store")
+    sent: list[Alert] = []
+    with alert_sent.connected_to(lambda sender, alert, **kw: sent.append(alert), snippet.app):
+        with snippet.app.app_context():
+            for _ in range(3):
+                snippet.alerting.alert("Payment provider slow")
+        assert snippet.alerting.flush(10)
+        assert len(sent) == 1  # the window is in Redis, where every host sees it
+        redis = parse_storage_uri(redis_server.url, app_name=snippet.app.name, timeout=5)
+        try:
+            (window,) = redis.windows(now=time.time())
+        finally:
+            redis.close()
+        assert window.fingerprint == sent[0].fingerprint and window.count == 2
+        assert snippet.alerting.shutdown(10)  # the last process: the digest
+    assert [a.occurrences for a in sent] == [1, 2]
+
+
 def test_apprise_config(
     load: Loader, http_recorder: HTTPRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -400,6 +425,10 @@ def test_signal_receivers(
         "alert 'Disk nearly full' lost: SMTPAuthenticationError: 535"
     )
     assert PASSWORD not in caplog.text
+    # Stopped before it starts again with the right password: the two instances have
+    # the same name, so they share this host's store, where the first one's window of
+    # "Disk nearly full" would otherwise still count the second one's alert.
+    assert snippet.alerting.shutdown(10)
 
     monkeypatch.setenv("EMAIL_PASSWORD", PASSWORD)
     snippet = load("signal_receivers")
@@ -481,7 +510,7 @@ def test_gunicorn_conf_flushes_pending_digests_when_workers_stop(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
         "PYTHONPATH": str(ROOT / "examples"),
-        "WEB_CONCURRENCY": "1",  # one worker: the three requests share its throttle
+        "WEB_CONCURRENCY": "4",  # the workers share this host's default store
         "FLASK_ALERTING_SMTP_HOST": "127.0.0.1",
         "FLASK_ALERTING_SMTP_PORT": str(smtp_server.port),
         "FLASK_ALERTING_SMTP_SECURITY": "none",

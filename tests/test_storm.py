@@ -253,6 +253,46 @@ def test_a_storm_that_overflows_the_queue_is_still_counted_in_full(
     assert memory.alerts[1].dropped == 0
 
 
+def test_counts_kept_by_a_full_queue_join_the_digests_of_a_shutdown(
+    app: Flask, make_alerting: Callable[..., FlaskAlerting], clock: FakeClock
+) -> None:
+    """The drain of shutdown() comes after occurrences the full queue kept as counts:
+    they are in its digest, not left in a window opened after it."""
+    memory = MemoryNotifier()
+    alerting = make_alerting(
+        app, notifiers=[memory], throttle_seconds=60, queue_size=5, clock=clock
+    )
+
+    @app.route("/fail/<int:n>")
+    def fail(n: int) -> str:
+        raise ValueError(f"failure {n}")
+
+    client = app.test_client()
+    client.get("/fail/0")
+    assert alerting.flush(5)
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        gate.wait(10)
+
+    state = app.extensions["alerting"]
+    state.submit(hold)
+    assert holding.wait(5)
+    for n in range(1, 51):
+        client.get(f"/fail/{n}")
+    assert len(state.pipeline.overflow.counts) == 1
+    # The drain marker waits in the queue behind the held batch, then the gate opens.
+    stopping = threading.Thread(target=alerting.shutdown, args=(10,))
+    stopping.start()
+    wait = threading.Event()
+    while state.pipeline._inbound.qsize() < 6 and stopping.is_alive():
+        wait.wait(0.01)
+    gate.set()
+    stopping.join(10)
+    assert [a.occurrences for a in memory.alerts] == [1, 50]
+
+
 def test_alerts_dropped_by_a_full_queue_are_signalled_off_the_request_thread(
     app: Flask, make_alerting: Callable[..., FlaskAlerting]
 ) -> None:

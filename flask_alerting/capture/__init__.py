@@ -20,7 +20,7 @@ from ._alerts import (
     error_alert_builder,
     log_alert_builder,
 )
-from ._fingerprint import code_location, error_fingerprint, exception_name
+from ._fingerprint import code_location, error_fingerprint, exception_name, source_key
 from ._format import format_summary, format_traceback
 from ._marks import CAPTURED_ATTR, is_captured, mark_captured
 from ._request import (
@@ -91,5 +91,6 @@ __all__ = [
     "render_request",
     "request_context",
     "snapshot_request",
+    "source_key",
     "summarize_exception",
 ]

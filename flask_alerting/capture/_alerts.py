@@ -24,7 +24,7 @@ from .._text import exception_text
 from ..alert import Alert, PendingAlert, Severity, make_fingerprint, utcnow
 from ..config import Config
 from ..scrub import Scrubber, bounded_copy, clean_text, cut, cut_middle, get_scrubber
-from ._fingerprint import error_fingerprint, exception_name
+from ._fingerprint import error_fingerprint, exception_name, source_key
 from ._format import format_summary
 from ._marks import mark_captured
 from ._request import RequestDetails, request_context
@@ -279,11 +279,12 @@ def log_alert_builder(
     """A builder of the alert for a record without exception (see
     :class:`~flask_alerting.AlertingHandler`).
 
-    Fingerprint: logger, file, line (+ endpoint), never the message text. The builder
+    Fingerprint: logger, file (as :func:`~._fingerprint.source_key` names it, the same
+    wherever the code is deployed), line (+ endpoint), never the message text. The builder
     keeps copies, not the record (whose arguments may be anything).
     """
     fingerprint = make_fingerprint(
-        "log", record.name, record.pathname, record.lineno, labels.get("endpoint")
+        "log", record.name, source_key(record.pathname), record.lineno, labels.get("endpoint")
     )
     timestamp = utcnow()
     logger_name = record.name

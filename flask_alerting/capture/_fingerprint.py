@@ -1,9 +1,17 @@
-"""An error's fingerprint: exception class, code location and endpoint, never the message."""
+"""An error's fingerprint: exception class, code location and endpoint, never the message.
+
+The code location names the file by its path relative to the ``sys.path`` entry that
+holds it (:func:`source_key`: ``myapp/views.py``, ``app.py``), never by its absolute path:
+hosts that deploy the same code at different paths (``/srv/a``, ``/srv/b``, a container's
+``/app``) compute the same fingerprints, so a shared store gives their occurrences one
+window. The same code at the same place keeps its fingerprint from run to run.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 import sysconfig
 from types import TracebackType
 
@@ -37,8 +45,29 @@ def _is_library_file(filename: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def source_key(filename: str) -> str:
+    """``filename`` relative to the longest ``sys.path`` entry that contains it, with
+    ``/`` separators (``myapp/views.py``); its base name when none does; unchanged when
+    it is no file (``<string>``). Cached per file name (``sys.path`` is read once per
+    file)."""
+    if filename.startswith("<"):
+        return filename
+    path = os.path.abspath(filename)
+    best = ""
+    for entry in sys.path:
+        if not isinstance(entry, str):
+            continue
+        root = os.path.abspath(entry or os.curdir)
+        if len(root) > len(best) and path.startswith(root.rstrip(os.sep) + os.sep):
+            best = root
+    relative = os.path.relpath(path, best) if best else os.path.basename(path)
+    return relative.replace(os.sep, "/")
+
+
 def code_location(tb: TracebackType | None) -> str:
-    """``file:function:line`` of the innermost frame in the app's own code.
+    """``file:function:line`` of the innermost frame in the app's own code, the file as
+    :func:`source_key` names it (the same wherever the code is deployed).
 
     Library frames (site-packages, the standard library, flask-alerting itself) are
     skipped; falls back to the innermost frame when every frame is library code. One
@@ -56,7 +85,7 @@ def code_location(tb: TracebackType | None) -> str:
     if chosen is None:
         return ""
     code = chosen.tb_frame.f_code
-    return f"{code.co_filename}:{code.co_name}:{chosen.tb_lineno}"
+    return f"{source_key(code.co_filename)}:{code.co_name}:{chosen.tb_lineno}"
 
 
 def error_fingerprint(exc: BaseException, endpoint: str | None) -> str:

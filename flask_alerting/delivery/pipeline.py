@@ -9,6 +9,11 @@ never re-sends its parent's queue), and are flushed and stopped when the process
 at exit, on SIGTERM, at the end of a multiprocessing child (see
 :mod:`flask_alerting._lifecycle`). :meth:`Pipeline.divert` hands alerts to a sink instead
 (test helpers).
+
+With a store that other processes share (``ALERTING_STORAGE_URI``), the dispatch thread
+is also the only thread that talks to it, through a :class:`~.store_link.StoreLink`:
+it registers this process when it starts, renews the registration and runs the store
+tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from typing import Any
 from .. import _lifecycle
 from .._lifecycle import guard, start_thread
 from ..alert import Alert, AlertItem, PendingAlert
-from ..dispatch import Clock, Dispatcher, Throttle
+from ..dispatch import Clock, Dispatcher, Throttle, ThrottleLike
 from ..flood import FloodGuard
 from ..notifiers.base import Notifier
 from ..signals import weak_sender
+from ..store import Store
 from .drops import Overflow, report_undelivered
+from .shared_throttle import SharedThrottle
+from .store_link import StoreLink, wall_clock
 from .worker import NotifierWorker, RetryPolicy
 
 logger = logging.getLogger("flask_alerting")
@@ -72,6 +80,8 @@ class Pipeline:
     :param rate_limit: alerts a minute that leave one by one (the flood guard, before
         every notifier's queue); None or 0: no limit.
     :param labels: ``app`` and ``host`` labels, for the flood summaries.
+    :param store: the app's store; one that other processes share gets a
+        :class:`~.store_link.StoreLink` (:attr:`link`), ``memory://`` or None none.
     """
 
     def __init__(
@@ -90,6 +100,7 @@ class Pipeline:
         shutdown_timeout: float = 5.0,
         rate_limit: int | None = None,
         labels: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
         self.sender = weak_sender(sender)
         self.name = name
@@ -104,6 +115,8 @@ class Pipeline:
         self.wants_logged = wants_logged
         self.clock = clock
         self.shutdown_timeout = shutdown_timeout
+        self.store = store
+        self.wall = wall_clock(clock)
         self.closed = False
         self.after_close = 0
         self._sink: Callable[[Alert], None] | None = None
@@ -119,6 +132,10 @@ class Pipeline:
         self._running = False
         self._thread: threading.Thread | None = None
         self.overflow = Overflow(self.clock, self.sender)
+        # A fresh link in a forked child: it registers as a process of its own.
+        self.link: StoreLink | None = None
+        if self.store is not None and self.store.shared:
+            self.link = StoreLink(self.store, name=self.name, clock=self.clock, wall=self.wall)
         self.workers = [
             NotifierWorker(
                 notifier,
@@ -130,9 +147,18 @@ class Pipeline:
             )
             for i, notifier in enumerate(self.notifiers)
         ]
+        throttle: ThrottleLike = Throttle(self.throttle_seconds, self.clock)
+        if self.link is not None and self.throttle_seconds > 0:
+            throttle = SharedThrottle(
+                self.link,
+                self.throttle_seconds,
+                self.clock,
+                notifiers=[notifier.name for notifier in self.notifiers],
+                labels=self.labels,
+            )
         self.dispatcher = Dispatcher(
             sender=self.sender,
-            throttle=Throttle(self.throttle_seconds, self.clock),
+            throttle=throttle,
             deliver=self._deliver,
             log=self.log,
             log_logged=self.log_logged,
@@ -245,10 +271,19 @@ class Pipeline:
     def _run(self) -> None:
         inbound = self._inbound
         dispatcher = self.dispatcher
+        link = self.link
+        started = False  # the store waits until the first alert was handled
         while True:
             due: float | None = None
+            link_due: float | None = None
+            if link is not None and started:
+                with guard("running the store tick"):
+                    link_due = link.tick()
+            started = True
             with guard("emitting digests"):
                 due = dispatcher.tick()
+            if link_due is not None and (due is None or link_due < due):
+                due = link_due
             timeout = None if due is None else max(0.0, due - self.clock())
             try:
                 item = inbound.get(timeout=timeout)
@@ -287,8 +322,16 @@ class Pipeline:
             if item.action == "retire":
                 self._retired(item)
                 return False
+            # Occurrences the full queue kept as counts were raised before the marker:
+            # they join their digests first (else a drain would leave them behind).
+            self._after_batch()
             # Digests whose window ended are due now: hand them over before the marker is
-            # done, so that flush() waits for them too.
+            # done, so that flush() waits for them too; a shared store gets this process
+            # registered and its counts now.
+            if self.link is not None:
+                with guard("running the store tick"):
+                    self.link.tick()
+            dispatcher.throttle.sync()
             self._emit_digests(drain=item.action == "drain")
             item.done.set()
             return True
@@ -377,15 +420,20 @@ class Pipeline:
                 if not isinstance(item, _Marker):
                     self._handle(item)
             self._after_batch()
+            self.dispatcher.throttle.sync()
             self._emit_digests(drain)
 
     def _emit_digests(self, drain: bool) -> None:
-        """Hand over the digests that are due (with ``drain``, all of them)."""
+        """Hand over the digests that are due (with ``drain``, all of them, and this
+        process leaves its store)."""
         with guard("emitting digests"):
             if drain:
                 self.dispatcher.drain()
             else:
                 self.dispatcher.tick()
+        if drain and self.link is not None:
+            with guard("leaving the alert store"):
+                self.link.leave()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush (digests included), stop the threads, close the notifiers.
@@ -455,6 +503,7 @@ class Pipeline:
             "dropped": self.overflow.drops.total + sum(w.drops.total for w in self.workers),
             "after_shutdown": self.after_close,
             "throttle_windows": self.dispatcher.throttle.pending(),
+            "store": self.link.stats() if self.link is not None else None,
             "notifiers": {
                 w.notifier.name: {"queued": w.depth, "sent": w.sent, "failed": w.failed}
                 for w in self.workers

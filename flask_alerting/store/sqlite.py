@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .._files import UnsafeFileError, open_private
+from .._files import UnsafeFileError, open_private, private_directory
 from .base import (
     Limits,
     Store,
@@ -95,17 +95,28 @@ class SQLiteStore(Store):
 
     :param path: absolute path of the database file.
     :param timeout: the most one operation waits for another process's lock, in seconds.
+    :param private_dir: create the file's directory (``0700``) when it is missing, and
+        refuse it when it is not this user's alone (the default store's directory, see
+        :func:`~flask_alerting._files.private_directory`).
     """
 
     scheme = "sqlite"
 
-    def __init__(self, path: str, *, timeout: float = TIMEOUT, limits: Limits | None = None):
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float = TIMEOUT,
+        limits: Limits | None = None,
+        private_dir: bool = False,
+    ):
         if not os.path.isabs(path):
             raise ValueError(f"the SQLite store needs an absolute path, got {path!r}")
         path = os.path.normpath("/" + path.lstrip("/"))
         super().__init__("sqlite://" + path, limits)
         self.path = path
         self.timeout = timeout
+        self.private_dir = private_dir
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = None
@@ -113,6 +124,8 @@ class SQLiteStore(Store):
     # -- connection and transactions ---------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        if self.private_dir:
+            _check_private_directory(os.path.dirname(self.path))
         _check_private_file(self.path)
         for suffix in ("-wal", "-shm"):
             _check_private_file(self.path + suffix)
@@ -459,6 +472,23 @@ def _record(row: Any) -> Record:
         except (ValueError, KeyError, TypeError):
             digest = None
     return Record(str(rid), owner, created, owed, alert, digest, recovered)
+
+
+def _check_private_directory(path: str) -> None:
+    """Make sure ``path`` is a directory of this user's alone, creating it ``0700``.
+
+    :raises ForeignFileError: it is a symbolic link, not a directory, or another user's.
+    :raises StoreError: it cannot be created.
+    """
+    try:
+        private_directory(path)
+    except UnsafeFileError as exc:
+        raise ForeignFileError(
+            f"{exc.strerror}: it is never used. Remove it, or choose a path of your own "
+            "(ALERTING_STORAGE_URI)"
+        ) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory {path}: {exc.strerror or exc}") from exc
 
 
 def _check_private_file(path: str) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import urllib.parse
 
+from .._files import default_directory
 from .._urls import mask_uri
 from .base import Limits, Store
 from .errors import InvalidStorageURI
@@ -40,13 +40,13 @@ def _slug(app_name: str) -> str:
 
 
 def default_sqlite_path(app_name: str) -> str:
-    """The default store of ``app_name``: ``$XDG_RUNTIME_DIR`` (else the temp dir)
-    ``/flask-alerting-<uid>-<app>-<hash>.sqlite3``, beside the metrics lock file."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if not runtime or not os.path.isdir(runtime) or not os.access(runtime, os.W_OK):
-        runtime = tempfile.gettempdir()
+    """The default store of ``app_name``: ``flask-alerting-<uid>-<app>-<hash>.sqlite3``
+    beside the metrics lock file, in a directory only this user can use:
+    ``$XDG_RUNTIME_DIR`` when it is one, else ``<temp dir>/flask-alerting-<uid>`` (created
+    ``0700`` when the store is first used; see :func:`flask_alerting._files.default_directory`).
+    """
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return os.path.join(runtime, f"flask-alerting-{uid}-{_slug(app_name)}.sqlite3")
+    return os.path.join(default_directory(), f"flask-alerting-{uid}-{_slug(app_name)}.sqlite3")
 
 
 def default_namespace(app_name: str) -> str:
@@ -75,7 +75,9 @@ def parse_storage_uri(
     if not uri:
         from .sqlite import SQLiteStore
 
-        return _with_timeout(SQLiteStore, default_sqlite_path(app_name), timeout, limits)
+        path = default_sqlite_path(app_name)
+        return SQLiteStore(path, private_dir=True, limits=limits,
+                           **({} if timeout is None else {"timeout": timeout}))
     masked = mask_uri(uri)
     scheme = uri.partition(":")[0].lower()
     if scheme == "memory":

@@ -35,6 +35,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -213,6 +214,12 @@ def pytest(
     command += only if only else ["tests"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
     env["PYTHONPATH"] = str(HERE)
+    # The apps' default stores (and lock files) in a directory of this run's, not in the
+    # shared temporary directory where parallel runs would meet.
+    runtime = work / f"{name}-runtime"
+    shutil.rmtree(runtime, ignore_errors=True)
+    runtime.mkdir(mode=0o700)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
     if notice:
         env["FLASK_ALERTING_SUITE_ERROR_RESPONSE"] = NOTICE
     done = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
