@@ -12,7 +12,9 @@ never re-sends its parent's queue), and are flushed and stopped at interpreter e
 With a store that other processes share (``ALERTING_STORAGE_URI``), the dispatch thread
 is also the only thread that talks to it, through a :class:`~.store_link.StoreLink`:
 it registers this process when it starts, renews the registration and runs the store
-tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`.
+tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`. Each
+batch that is to leave is first recorded in the store's durable outbox
+(:class:`~.outbox.Outbox`), which also delivers what ended processes left undelivered.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ..flood import FloodGuard
 from ..notifiers.base import Notifier
 from ..signals import weak_sender
 from ..store import Store
-from .drops import Overflow, report_undelivered
+from .drops import Overflow, report_kept, report_undelivered
+from .outbox import Outbox
 from .store_link import StoreLink, wall_clock
 from .worker import NotifierWorker, RetryPolicy
 
@@ -58,6 +61,7 @@ class _Marker:
 
 
 _STOP = _Marker("stop")
+_SETTLE = _Marker("settle")  # write the outbox's settlements (see Outbox.settle)
 
 
 class Pipeline:
@@ -128,10 +132,12 @@ class Pipeline:
         self._wake = threading.Event()
         self._inline_lock = threading.Lock()
         self._running = False
+        self._submitted = False  # a flush before the first alert has nothing to wait for
         self._thread: threading.Thread | None = None
         self.overflow = Overflow(self.clock, self.sender)
         # A fresh link in a forked child: it registers as a process of its own.
         self.link: StoreLink | None = None
+        self.outbox: Outbox | None = None
         if self.store is not None and self.store.shared:
             self.link = StoreLink(self.store, name=self.name, clock=self.clock, wall=self.wall)
         self.workers = [
@@ -145,6 +151,10 @@ class Pipeline:
             )
             for i, notifier in enumerate(self.notifiers)
         ]
+        if self.link is not None:
+            self.outbox = Outbox(
+                self.link, self.workers, wake=self._settle_soon, clock=self.clock
+            )
         self.dispatcher = Dispatcher(
             sender=self.sender,
             throttle=Throttle(self.throttle_seconds, self.clock),
@@ -171,6 +181,7 @@ class Pipeline:
             if not self._start():
                 self._after_close(item)
                 return
+        self._submitted = True
         if self._inbound.qsize() >= self.queue_size:
             self._overflow(item)
             return
@@ -209,6 +220,11 @@ class Pipeline:
             self._sink = previous
 
     # -- slow paths ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the dispatch thread now (``init_app``, for a shared store: its first
+        store tick takes over what ended processes left undelivered)."""
+        self._start()
 
     def _start(self) -> bool:
         with self._lock:
@@ -252,12 +268,38 @@ class Pipeline:
                 for _ in range(count):
                     self.dispatcher.dispatch_pending(occurrence)
         self.overflow.signal(dropped)
+        self._release()
 
     def _deliver(self, alert: Alert) -> None:
+        if self.outbox is not None:
+            self.outbox.add(alert)  # recorded, then queued, when the batch ends
+            return
         for worker in self.workers:
             worker.put(alert)
 
+    def _release(self) -> None:
+        """Record what the batch delivers in the outbox, then queue it for the workers."""
+        if self.outbox is not None:
+            with guard("recording alerts in the outbox"):
+                self.outbox.release()
+
+    def _settle_soon(self) -> bool:
+        """(A worker's thread.) Have the dispatch thread write the outbox's settlements
+        (at once when idle, else after the batch it gathers); False when none runs."""
+        if not self._running:
+            return False
+        self._inbound.put(_SETTLE)
+        return True
+
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.outbox is not None:  # workers settle on their own from now on
+                with guard("settling the outbox"):
+                    self.outbox.detach()
+
+    def _loop(self) -> None:
         inbound = self._inbound
         dispatcher = self.dispatcher
         link = self.link
@@ -265,6 +307,7 @@ class Pipeline:
             due: float | None = None
             with guard("emitting digests"):
                 due = dispatcher.tick()
+            self._release()
             if link is not None:
                 with guard("running the store tick"):
                     link_due = link.tick()
@@ -283,6 +326,7 @@ class Pipeline:
                 # per alert, which is what a request thread raising alerts in a storm
                 # would pay for. flush() and shutdown() cut the wait short.
                 self._handle(item)
+                self._release()
                 self._wake.wait(BATCH_DELAY)
                 self._wake.clear()
                 try:
@@ -305,6 +349,11 @@ class Pipeline:
         if isinstance(item, _Marker):
             if item is _STOP:
                 return False
+            if item is _SETTLE:
+                if self.outbox is not None:
+                    with guard("settling the outbox"):
+                        self.outbox.settle_pending()
+                return True
             if item.action == "retire":
                 self._retired(item)
                 return False
@@ -377,7 +426,9 @@ class Pipeline:
         """
         deadline = time.monotonic() + timeout
         if self._running:
-            if not self._marker("drain" if drain else "flush", timeout):
+            if (drain or self._submitted) and not self._marker(
+                "drain" if drain else "flush", timeout
+            ):
                 return False
         else:
             self._process_inline(drain)
@@ -408,6 +459,7 @@ class Pipeline:
                 self.dispatcher.drain()
             else:
                 self.dispatcher.tick()
+        self._release()  # recorded while this process is still registered
         if drain and self.link is not None:
             with guard("leaving the alert store"):
                 self.link.leave()
@@ -451,6 +503,8 @@ class Pipeline:
             left, clean = worker.close(remaining())
             lost += [(worker.notifier, alert) for alert in left]
             delivered = delivered and clean
+        if self.link is not None:
+            report_kept(sum(w.kept for w in self.workers), self.link)
         if lost:
             delivered = False
             report_undelivered(lost, self.sender)
@@ -468,6 +522,7 @@ class Pipeline:
             "after_shutdown": self.after_close,
             "throttle_windows": self.dispatcher.throttle.pending(),
             "store": self.link.stats() if self.link is not None else None,
+            "outbox": self.outbox.stats() if self.outbox is not None else None,
             "notifiers": {
                 w.notifier.name: {"queued": w.depth, "sent": w.sent, "failed": w.failed}
                 for w in self.workers
