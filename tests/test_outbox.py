@@ -522,7 +522,8 @@ def test_a_settlement_the_store_refused_is_written_when_it_answers_again(
         recorder.wait_for(2)
         locker.execute("ROLLBACK")
         assert len(reader(tmp_path).outbox_records()) == 1  # the delivered one's record
-        clock.advance(31)  # the breaker's trial: the store answers, the write is done
+        clock.advance(31)  # the breaker's trial is due: the store answers, the write is done
+        assert alerting.flush(10)  # (wakes the dispatch thread, which waits on the clock)
         wait_until(lambda: not reader(tmp_path).outbox_records(), 10, "the retried delete")
         assert [a.title for a in gate.alerts] == [
             "recorded, then the store locks", "while it is locked"

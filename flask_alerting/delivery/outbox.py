@@ -75,10 +75,9 @@ MAX_UNSETTLED = 10_000
 #: Seconds a worker waits, after a delivery, for the dispatch thread to write its
 #: settlement before it sends its next alert. Waiting is what bounds what a killed process
 #: repeats to the one alert each notifier had just sent. The dispatch thread is woken for
-#: it when idle (the wait is then a thread switch, next to the milliseconds of a send);
-#: while alerts stream in, it first ends the batch it gathers (at most 100 ms: a storm's
-#: batching is never cut short). Past this bound the worker goes on; the settlement is
-#: written all the same, later.
+#: it, also while it lets a burst gather (the burst goes on gathering), so the wait is a
+#: thread switch and one store write, next to the milliseconds of a send. Past this bound
+#: the worker goes on; the settlement is written all the same, later.
 SETTLE_WAIT = 5.0
 
 #: A settlement: the notifier (None: every one) that is done with a record, and the
@@ -238,6 +237,11 @@ class Outbox:
             else:
                 self._woken = False
         self.settle_pending()  # no dispatch thread (any more): on this thread
+
+    @property
+    def asked(self) -> bool:
+        """Whether a worker waits for the dispatch thread to write its settlement."""
+        return self._woken
 
     def detach(self) -> None:
         """The dispatch thread ends: what it was asked to settle is written now, and

@@ -285,11 +285,23 @@ class Pipeline:
 
     def _settle_soon(self) -> bool:
         """(A worker's thread.) Have the dispatch thread write the outbox's settlements
-        (at once when idle, else after the batch it gathers); False when none runs."""
+        now (see _gather); False when it does not run."""
         if not self._running:
             return False
         self._inbound.put(_SETTLE)
+        self._wake.set()
         return True
+
+    def _gather(self) -> None:
+        """Let a burst gather for BATCH_DELAY; flush() and shutdown() cut it short. The
+        outbox's settlements that arrive meanwhile are written at once, without ending
+        it (a worker waits for its settlement before its next send)."""
+        end = time.monotonic() + BATCH_DELAY
+        while self._wake.wait(max(0.0, end - time.monotonic())):
+            self._wake.clear()
+            if self.outbox is None or not self.outbox.asked:
+                return
+            self.outbox.settle_pending()
 
     def _run(self) -> None:
         try:
@@ -327,8 +339,7 @@ class Pipeline:
                 # would pay for. flush() and shutdown() cut the wait short.
                 self._handle(item)
                 self._release()
-                self._wake.wait(BATCH_DELAY)
-                self._wake.clear()
+                self._gather()
                 try:
                     item = inbound.get_nowait()
                 except queue.Empty:
@@ -350,6 +361,7 @@ class Pipeline:
             if item is _STOP:
                 return False
             if item is _SETTLE:
+                self._wake.clear()  # its wake-up must not end the next batch's gathering
                 if self.outbox is not None:
                     with guard("settling the outbox"):
                         self.outbox.settle_pending()
