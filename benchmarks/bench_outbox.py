@@ -1,7 +1,7 @@
 """The durable outbox: erroring-request throughput with it on, against ``memory://`` and a
 log-only app, and what one outbox write and one delete cost per backend.
 
-Run: ``.venv/bin/python benchmarks/bench_outbox.py`` (about 60 s; ``--quick``: about 20 s).
+Run: ``.venv/bin/python benchmarks/bench_outbox.py`` (about 30 s; ``--quick``: about 10 s).
 Needs aiosmtpd (the ``test`` or ``bench`` extras): a real SMTP server is started on
 127.0.0.1 (``tests/smtp_server.py``); and ``redis-server`` for the Redis rows (left out,
 with a note, without it).
@@ -191,7 +191,7 @@ def start_redis(directory: Path) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 20 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 10 s)")
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     storm, flood = (400, 200) if args.quick else (1000, 500)

@@ -48,10 +48,12 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from .._lifecycle import guard
 from ..alert import Alert
 from ..dispatch import Clock
 from ..notifiers.base import Notifier
@@ -174,14 +176,15 @@ class Outbox:
 
     def release(self) -> None:
         """Record the alerts added since the last call (one write for all of them), then
-        queue them for the notifiers. Never raises a store failure: without the store,
-        the alerts leave unrecorded."""
+        queue them for the notifiers. Never raises: without the store, the alerts leave
+        unrecorded."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        ids = iter(self._record([alert for alert, record in pending if record is None]))
-        for alert, record in pending:
-            self._hand_over(alert, record if record is not None else next(ids), self.keys)
+        with guard("recording alerts in the outbox"):
+            ids = iter(self._record([alert for alert, record in pending if record is None]))
+            for alert, record in pending:
+                self._hand_over(alert, record if record is not None else next(ids), self.keys)
         self.settle_pending()  # the queues that were full
 
     def _record(self, alerts: list[Alert]) -> list[str | None]:
@@ -251,9 +254,9 @@ class Outbox:
 
     def settle_pending(self) -> None:
         """Write the settlements handed over so far (dispatch thread; a worker's once
-        it has ended)."""
+        it has ended). Never raises."""
         acks: list[_Ack] = []
-        with self._lock:
+        with guard("settling outbox records"), self._lock:
             self._woken = False
             while True:
                 try:
@@ -431,6 +434,46 @@ class Outbox:
             "in_flight": self.in_flight,
             "unsettled": len(self._unsettled),
         }
+
+
+def gather(wake: threading.Event, seconds: float, delivery: Outbox | Direct) -> None:
+    """Let a burst of alerts gather on the dispatch thread for ``seconds``, until ``wake``
+    is set (a flush or a shutdown cuts it short). The outbox's settlements that come
+    meanwhile (they set ``wake`` too) are written at once, and the burst gathers on: a
+    storm's batches stay what they are without an outbox."""
+    end = time.monotonic() + seconds
+    while wake.wait(max(0.0, end - time.monotonic())):
+        wake.clear()
+        if not delivery.asked:
+            return
+        delivery.settle_pending()
+
+
+class Direct:
+    """No outbox (``memory://``): each alert goes to the notifiers' workers as it comes,
+    as in 0.1. The pipeline calls it as it calls an :class:`Outbox`."""
+
+    #: Never: there is nothing to settle.
+    asked = False
+
+    def __init__(self, workers: Sequence[NotifierWorker]) -> None:
+        self.workers = tuple(workers)
+
+    def add(self, alert: Alert, record: str | None = None) -> None:
+        for worker in self.workers:
+            worker.put(alert)
+
+    def release(self) -> None:
+        pass
+
+    def settle_pending(self) -> None:
+        pass
+
+    def detach(self) -> None:
+        pass
+
+    def stats(self) -> None:
+        return None
 
 
 def _alert_of(record: Record, when: datetime) -> Alert | None:

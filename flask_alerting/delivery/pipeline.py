@@ -12,9 +12,8 @@ never re-sends its parent's queue), and are flushed and stopped at interpreter e
 With a store that other processes share (``ALERTING_STORAGE_URI``), the dispatch thread
 is also the only thread that talks to it, through a :class:`~.store_link.StoreLink`:
 it registers this process when it starts, renews the registration and runs the store
-tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`. Each
-batch that is to leave is first recorded in the store's durable outbox
-(:class:`~.outbox.Outbox`), which also delivers what ended processes left undelivered.
+tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`; what
+leaves goes through its durable outbox (:class:`~.outbox.Outbox`).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from ..notifiers.base import Notifier
 from ..signals import weak_sender
 from ..store import Store
 from .drops import Overflow, report_kept, report_undelivered
-from .outbox import Outbox
+from .outbox import Direct, Outbox, gather
 from .store_link import StoreLink, wall_clock
 from .worker import NotifierWorker, RetryPolicy
 
@@ -152,9 +151,8 @@ class Pipeline:
             for i, notifier in enumerate(self.notifiers)
         ]
         if self.link is not None:
-            self.outbox = Outbox(
-                self.link, self.workers, wake=self._settle_soon, clock=self.clock
-            )
+            self.outbox = Outbox(self.link, self.workers, wake=self._settle_soon, clock=self.clock)
+        self.delivery: Outbox | Direct = self.outbox or Direct(self.workers)
         self.dispatcher = Dispatcher(
             sender=self.sender,
             throttle=Throttle(self.throttle_seconds, self.clock),
@@ -222,8 +220,7 @@ class Pipeline:
     # -- slow paths ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the dispatch thread now (``init_app``, for a shared store: its first
-        store tick takes over what ended processes left undelivered)."""
+        """Start the dispatch thread now (for a shared store's outbox, at ``init_app``)."""
         self._start()
 
     def _start(self) -> bool:
@@ -268,48 +265,22 @@ class Pipeline:
                 for _ in range(count):
                     self.dispatcher.dispatch_pending(occurrence)
         self.overflow.signal(dropped)
-        self._release()
+        self.delivery.release()
 
     def _deliver(self, alert: Alert) -> None:
-        if self.outbox is not None:
-            self.outbox.add(alert)  # recorded, then queued, when the batch ends
-            return
-        for worker in self.workers:
-            worker.put(alert)
-
-    def _release(self) -> None:
-        """Record what the batch delivers in the outbox, then queue it for the workers."""
-        if self.outbox is not None:
-            with guard("recording alerts in the outbox"):
-                self.outbox.release()
+        self.delivery.add(alert)  # with an outbox: recorded, then queued, at the release
 
     def _settle_soon(self) -> bool:
-        """(A worker's thread.) Have the dispatch thread write the outbox's settlements
-        now (see _gather); False when it does not run."""
+        """Have the dispatch thread write the outbox's settlements now (see gather)."""
         if not self._running:
             return False
         self._inbound.put(_SETTLE)
         self._wake.set()
         return True
 
-    def _gather(self) -> None:
-        """Let a burst gather for BATCH_DELAY; flush() and shutdown() cut it short. The
-        outbox's settlements that arrive meanwhile are written at once, without ending
-        it (a worker waits for its settlement before its next send)."""
-        end = time.monotonic() + BATCH_DELAY
-        while self._wake.wait(max(0.0, end - time.monotonic())):
-            self._wake.clear()
-            if self.outbox is None or not self.outbox.asked:
-                return
-            self.outbox.settle_pending()
-
     def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            if self.outbox is not None:  # workers settle on their own from now on
-                with guard("settling the outbox"):
-                    self.outbox.detach()
+        self._loop()
+        self.delivery.detach()  # workers settle on their own from now on
 
     def _loop(self) -> None:
         inbound = self._inbound
@@ -319,7 +290,7 @@ class Pipeline:
             due: float | None = None
             with guard("emitting digests"):
                 due = dispatcher.tick()
-            self._release()
+            self.delivery.release()
             if link is not None:
                 with guard("running the store tick"):
                     link_due = link.tick()
@@ -338,8 +309,8 @@ class Pipeline:
                 # per alert, which is what a request thread raising alerts in a storm
                 # would pay for. flush() and shutdown() cut the wait short.
                 self._handle(item)
-                self._release()
-                self._gather()
+                self.delivery.release()
+                gather(self._wake, BATCH_DELAY, self.delivery)
                 try:
                     item = inbound.get_nowait()
                 except queue.Empty:
@@ -362,9 +333,7 @@ class Pipeline:
                 return False
             if item is _SETTLE:
                 self._wake.clear()  # its wake-up must not end the next batch's gathering
-                if self.outbox is not None:
-                    with guard("settling the outbox"):
-                        self.outbox.settle_pending()
+                self.delivery.settle_pending()
                 return True
             if item.action == "retire":
                 self._retired(item)
@@ -437,13 +406,11 @@ class Pipeline:
         emitted first. True when nothing is left undelivered.
         """
         deadline = time.monotonic() + timeout
-        if self._running:
-            if (drain or self._submitted) and not self._marker(
-                "drain" if drain else "flush", timeout
-            ):
-                return False
-        else:
+        if not self._running:
             self._process_inline(drain)
+        elif drain or self._submitted:  # else nothing went through the dispatch thread
+            if not self._marker("drain" if drain else "flush", timeout):
+                return False
         ok = True
         for worker in self.workers:
             if not worker.has_thread:
@@ -471,7 +438,7 @@ class Pipeline:
                 self.dispatcher.drain()
             else:
                 self.dispatcher.tick()
-        self._release()  # recorded while this process is still registered
+        self.delivery.release()  # recorded while this process is still registered
         if drain and self.link is not None:
             with guard("leaving the alert store"):
                 self.link.leave()
@@ -534,7 +501,7 @@ class Pipeline:
             "after_shutdown": self.after_close,
             "throttle_windows": self.dispatcher.throttle.pending(),
             "store": self.link.stats() if self.link is not None else None,
-            "outbox": self.outbox.stats() if self.outbox is not None else None,
+            "outbox": self.delivery.stats(),
             "notifiers": {
                 w.notifier.name: {"queued": w.depth, "sent": w.sent, "failed": w.failed}
                 for w in self.workers
