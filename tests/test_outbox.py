@@ -231,6 +231,42 @@ def test_alerts_a_shutdown_could_not_deliver_stay_in_the_outbox(
     assert len(kept) == 1 and kept[0].startswith("flask-alerting: 2 alert(s)")
 
 
+def test_a_send_that_fails_while_the_shutdown_stops_its_worker_is_kept_not_given_up(
+    tmp_path: Path,
+    make_app: Callable[..., tuple[Flask, FlaskAlerting]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class FailsWhenReleased(Notifier):
+        name = "smtp"
+
+        def __init__(self) -> None:
+            self.entered, self.gate = threading.Event(), threading.Event()
+
+        def send(self, alert: Alert) -> None:
+            self.entered.set()
+            self.gate.wait(30)
+            raise ConnectionResetError(104, "Connection reset by peer")  # transient
+
+    notifier = FailsWhenReleased()
+    app, alerting = make_app([notifier], shutdown_timeout=1.0)
+    worker = get_state(app).pipeline.workers[0]
+    alerting.alert("in flight at shutdown")
+    assert notifier.entered.wait(10)
+    done: list[bool] = []
+    stopping = threading.Thread(target=lambda: done.append(alerting.shutdown()))
+    stopping.start()
+    try:
+        wait_until(lambda: worker._stopping, 10, "the shutdown to stop the worker")
+    finally:
+        notifier.gate.set()
+        stopping.join(30)
+    assert done == [False] and worker.failed == 0 and worker.kept == 1
+    (record,) = reader(tmp_path).outbox_records()
+    assert record.alert is not None and record.alert.title == "in flight at shutdown"
+    assert any("1 alert(s) of app" in r.getMessage() and "stay in the outbox" in r.getMessage()
+               for r in caplog.records)
+
+
 # -- recovered from ended processes ---------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
@@ -258,13 +258,14 @@ class Gunicorn:
 
 @pytest.mark.parametrize("storage_uri", ["sqlite"], indirect=True)
 def test_a_gunicorn_worker_killed_in_a_burst_leaves_every_accepted_alert_to_the_next(
-    tmp_path: Path, processes: Processes, smtp_server: SMTPServer
+    tmp_path: Path, processes: Processes, smtp_factory: Callable[..., SMTPServer]
 ) -> None:
     burst, after = 30, 10
-    # The SMTP server answers every message "451 try again later": the worker accepts the
-    # requests and queues their alerts, delivering none (each retried with backoff).
-    smtp_server.temp_fail = True
-    server = Gunicorn(tmp_path, processes.env(smtp_server.port))
+    # The SMTP server is down: the worker accepts the requests and queues their alerts,
+    # delivering none (each retried with backoff). It comes up after the kill, on the
+    # port the app names (so nothing the killed worker sent can ever be in flight).
+    port = free_port()
+    server = Gunicorn(tmp_path, processes.env(port))
     store = the_store(processes.app_name, None)
     try:
         killed = server.worker_pid()
@@ -274,22 +275,21 @@ def test_a_gunicorn_worker_killed_in_a_burst_leaves_every_accepted_alert_to_the_
         # Recorded by the worker's dispatch thread within ~0.1 s of each request.
         wait_until(lambda: len(store.outbox_records()) == burst, 30, "the burst's records")
         os.kill(killed, signal.SIGKILL)  # in the middle of delivering it
-        smtp_server.temp_fail = False
         # The master starts a new worker; its init_app takes the burst over.
         replacement = server.worker_pid()
         assert replacement != killed
+        smtp = smtp_factory(port=port)
         for n in range(burst, burst + after):  # and it serves requests of its own
             assert server.get(f"/fail/{n}")[0] == 500
-        messages = smtp_server.wait_for(burst + after, timeout=60)
+        smtp.wait_for(burst + after, timeout=60)
         wait_until(lambda: not store.outbox_records(), 30, "an empty outbox")
     finally:
         server.stop()
         store.close()
     by_id: dict[int, list[str]] = {}
-    for message in smtp_server.messages:
+    for message in smtp.messages:
         by_id.setdefault(error_id(message), []).append(str(message["Subject"]))
     assert sorted(by_id) == list(range(burst + after)), server.out_path.read_text()
     assert all(len(subjects) == 1 for subjects in by_id.values()), by_id  # each one once
     assert all("(recovered)" in by_id[n][0] for n in range(burst))
     assert not any("(recovered)" in by_id[n][0] for n in range(burst, burst + after))
-    assert len(messages) == burst + after

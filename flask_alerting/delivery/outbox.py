@@ -142,7 +142,8 @@ class Outbox:
         self._pending: list[tuple[Alert, str | None]] = []  # the dispatch thread's
         self._owed: dict[str, set[str]] = {}
         self._acks: queue.SimpleQueue[_Ack] = queue.SimpleQueue()
-        self._woken = False
+        self._woken = False  # a wake-up of the dispatch thread is under way
+        self._woken_lock = threading.Lock()
         self._detached = False
         self._unsettled: collections.OrderedDict[str, tuple[str, ...]] = (
             collections.OrderedDict()
@@ -233,12 +234,11 @@ class Outbox:
         done = threading.Event()
         self._acks.put((key, record, done))
         if not self._detached:
-            woken, self._woken = self._woken, True
+            with self._woken_lock:
+                woken, self._woken = self._woken, True
             if woken or self.wake():  # a dispatch thread will write it: wait for that
                 if done.wait(SETTLE_WAIT) or not self._detached:
                     return
-            else:
-                self._woken = False
         self.settle_pending()  # no dispatch thread (any more): on this thread
 
     @property
@@ -257,7 +257,8 @@ class Outbox:
         it has ended). Never raises."""
         acks: list[_Ack] = []
         with guard("settling outbox records"), self._lock:
-            self._woken = False
+            with self._woken_lock:
+                self._woken = False
             while True:
                 try:
                     acks.append(self._acks.get_nowait())

@@ -388,6 +388,8 @@ class NotifierWorker:
                     will_retry=will_retry,
                 )
                 if not will_retry:
+                    if transient and retry and self._stopping:
+                        return False  # not given up: stopped (kept, or reported lost)
                     self.failed += 1
                     return True
                 self._wait(delay)
