@@ -118,6 +118,10 @@ class FlaskAlerting:
         if config.enabled and config.metrics_enabled:
             # In the Werkzeug reloader's parent the sampler retires by itself.
             state.sampler.start()
+        if config.enabled and state.pipeline.outbox is not None:
+            # A shared store: deliver, within seconds, what ended processes left in its
+            # outbox, whether or not this process ever raises anything itself.
+            state.pipeline.start()
         # `flask alerting ...` also comes through the flask.commands entry point; adding it
         # to app.cli makes it available to app.test_cli_runner() and custom CLI groups.
         app.cli.add_command(alerting_cli)

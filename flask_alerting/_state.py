@@ -31,7 +31,7 @@ from .metrics.sampler import Sampler
 from .notifiers._config import notifiers_from_config
 from .notifiers.base import Notifier
 from .notifiers.log import LogNotifier
-from .store import InvalidStorageURI, Store, parse_storage_uri
+from .store import InvalidStorageURI, Limits, Store, parse_storage_uri
 
 if TYPE_CHECKING:
     from ._extension import FlaskAlerting
@@ -113,14 +113,18 @@ def get_state(app: Flask, extension: FlaskAlerting | None = None) -> State:
 
 def open_store(config: Config, app_name: str) -> Store:
     """The store ``ALERTING_STORAGE_URI`` names (None: this host's default SQLite file),
+    with the outbox's bounds (``ALERTING_OUTBOX_MAX_AGE``, ``ALERTING_OUTBOX_MAX_RECORDS``),
     not connected yet: the dispatch thread connects when it first needs it. Each
     operation is bounded by :data:`~flask_alerting.delivery.store_link.TIMEOUT`.
 
     :raises ConfigurationError: naming the key, for a URI that names no store (or needs
         a package that is not installed).
     """
+    limits = Limits(max_age=config.outbox_max_age, max_records=config.outbox_max_records)
     try:
-        return parse_storage_uri(config.storage_uri, app_name=app_name, timeout=store_link.TIMEOUT)
+        return parse_storage_uri(
+            config.storage_uri, app_name=app_name, timeout=store_link.TIMEOUT, limits=limits
+        )
     except InvalidStorageURI as exc:
         raise ConfigurationError(
             ConfigVars.STORAGE_URI, f"None or a storage URI ({STORAGE_FORMS}): {exc}"

@@ -92,6 +92,8 @@ class ConfigVars:
     APPRISE_URLS = "ALERTING_APPRISE_URLS"
     SHOW_COOKIE_VALUES = "ALERTING_SHOW_COOKIE_VALUES"
     STORAGE_URI = "ALERTING_STORAGE_URI"
+    OUTBOX_MAX_AGE = "ALERTING_OUTBOX_MAX_AGE"
+    OUTBOX_MAX_RECORDS = "ALERTING_OUTBOX_MAX_RECORDS"
 
 
 #: Keys whose values are URLs that may hold credentials: shown masked.
@@ -219,6 +221,12 @@ KEYS: dict[str, _Key] = {
     "storage_uri": _Key(
         ConfigVars.STORAGE_URI, _DYNAMIC, parse.storage_uri, "where throttle windows live"
     ),
+    "outbox_max_age": _Key(
+        ConfigVars.OUTBOX_MAX_AGE, 86_400.0, parse.positive, "seconds an undelivered alert is kept"
+    ),
+    "outbox_max_records": _Key(
+        ConfigVars.OUTBOX_MAX_RECORDS, 10_000, parse.int_at_least(1), "undelivered alerts kept"
+    ),
 }
 
 
@@ -269,6 +277,8 @@ class Config:
     #: None: the per-host default store (a SQLite file beside the metrics lock file);
     #: else the URI as given (checked by the store when the state is built).
     storage_uri: str | None = dataclasses.field(repr=False)
+    outbox_max_age: float
+    outbox_max_records: int
 
     def as_public_dict(self) -> dict[str, Any]:
         """Key name -> effective value, with secrets masked (for ``flask alerting status``)."""

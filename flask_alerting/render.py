@@ -17,7 +17,9 @@ from .scrub import cut_middle, cut_middle_bytes
 
 #: Details that the text shows in another form (the digest's counts, the value's name
 #: and unit, the breach's duration), not as sections of their own.
-_SHOWN_ELSEWHERE = frozenset({"digest", "display_name", "unit", "breach_seconds"})
+_SHOWN_ELSEWHERE = frozenset(
+    {"digest", "display_name", "unit", "breach_seconds", "recovered"}
+)
 
 #: Subject lines are cut to this many characters (RFC 5322 recommends 78 per line; mail
 #: clients show about this much).
@@ -39,13 +41,16 @@ def subject(alert: Alert, prefix: str | None) -> str:
 
     A digest always shows its count, ``(1x)`` included: ``[shop] (1x) KeyError ...``
     says "one more", where ``[shop] KeyError ...`` is a first alert. A flood summary is
-    not a digest: its title says what it counts.
+    not a digest: its title says what it counts. An alert that another process took over
+    from the outbox of one that ended says ``(recovered)``: ``[shop] (recovered) ...``.
 
     :param prefix: ``None`` means ``"[<app label>]"``.
     """
     if prefix is None:
         prefix = f"[{alert.labels.get('app', 'flask')}]"
     parts = [prefix] if prefix else []
+    if recovered(alert):
+        parts.append("(recovered)")
     if alert.status == "resolved":
         parts.append("RESOLVED:")
     if alert.is_digest or alert.occurrences > 1:
@@ -62,6 +67,25 @@ def origin(alert: Alert) -> str:
     if alert.pid is None:
         return f"host {host}" if host else ""
     return f"pid {alert.pid} on {host}" if host else f"pid {alert.pid}"
+
+
+def recovered(alert: Alert) -> Mapping[str, Any] | None:
+    """``details["recovered"]`` of an alert delivered from the outbox of a process that
+    ended before delivering it (``from``: that process, ``by``: the one that delivered
+    it, as ``"pid 1234 on web-1"``); None for any other alert."""
+    value = alert.details.get("recovered")
+    return value if isinstance(value, Mapping) else None
+
+
+def _recovered_line(alert: Alert) -> list[str]:
+    info = recovered(alert)
+    if info is None:
+        return []
+    return [
+        f"Recovered: {info.get('from', 'a process')} ended before delivering this alert; "
+        f"{info.get('by', 'another process')} delivered it from the outbox.",
+        "",
+    ]
 
 
 def _when(alert: Alert) -> str:
@@ -197,11 +221,11 @@ def _metric_facts(alert: Alert) -> tuple[str, str, str, str]:
 
 def text_body(alert: Alert) -> str:
     """The plain-text body of an alert."""
-    lines: list[str] = []
+    lines: list[str] = _recovered_line(alert)
     if alert.dropped:
         lines += [
-            f"Note: {alert.dropped} earlier alert(s) were dropped because the delivery "
-            "queue was full.",
+            f"Note: {alert.dropped} earlier alert(s) were dropped: a full delivery queue, "
+            "or the bounds of the outbox (see the flask_alerting log).",
             "",
         ]
     digest = _digest_lines(alert)

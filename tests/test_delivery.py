@@ -202,8 +202,8 @@ def test_queue_overflow_is_counted_signalled_logged_and_told(
     # The alert in flight was built before the drops; the next one tells them.
     assert [a.dropped for a in blocker.alerts] == [0, requests - 3, 0]
     assert (
-        f"Note: {requests - 3} earlier alert(s) were dropped because the delivery queue "
-        "was full." in text_body(blocker.alerts[1])
+        f"Note: {requests - 3} earlier alert(s) were dropped: a full delivery queue, or "
+        "the bounds of the outbox (see the flask_alerting log)." in text_body(blocker.alerts[1])
     )
     assert "dropped" not in text_body(blocker.alerts[2])
     assert alerting.stats()["dropped"] == requests - 3

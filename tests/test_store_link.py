@@ -38,6 +38,7 @@ from flask_alerting.store import (
 )
 from tests.conftest import FakeClock
 from tests.forking import wait_child
+from tests.servers import wait_until
 from tests.store_support import fork
 
 ME = current_process()
@@ -65,7 +66,11 @@ def test_the_default_store_is_a_sqlite_file_of_this_host_beside_the_lock_file(
         assert os.path.dirname(state.store.path) == str(private_runtime_dir)
         assert state.config.storage_uri is None
         assert state.pipeline.link is not None
-        assert not os.path.exists(state.store.path)  # nothing is opened before it is needed
+        # The dispatch thread runs from init_app on and opens the store (its first store
+        # tick takes over what ended processes left in the outbox), with nothing raised.
+        link = state.pipeline.link
+        wait_until(lambda: link.registered, 10, "the dispatch thread's first store tick")
+        assert os.path.exists(state.store.path)
     finally:
         alerting.shutdown()
 
@@ -221,14 +226,14 @@ def reader_now() -> float:
 
 def test_store_operations_run_on_the_dispatch_thread_only(tmp_path: Path) -> None:
     """Every store operation (and SQLite connection), seen by a profiler on every
-    thread. Closing a store is no operation: a freed app's may be closed anywhere."""
+    thread: the outbox's records (written before delivery, settled after it) included.
+    Closing a store is no operation: a freed app's may be closed anywhere."""
     app = app_with(ALERTING_STORAGE_URI=f"sqlite:///{tmp_path / 's.sqlite3'}")
 
     @app.route("/fail")
     def fail() -> str:
         raise ValueError("boom")
 
-    alerting = FlaskAlerting(app, notifiers=[MemoryNotifier()])
     store_dir = os.path.dirname(sys.modules["flask_alerting.store"].__file__ or "")
     operations = set(Store.__abstractmethods__) | {"_connect", "_tx"}
     seen: dict[str, int] = {}
@@ -246,13 +251,22 @@ def test_store_operations_run_on_the_dispatch_thread_only(tmp_path: Path) -> Non
     threading.setprofile(profile)
     sys.setprofile(profile)
     try:
+        # init_app starts the dispatch thread (to take over what ended processes left).
+        alerting = FlaskAlerting(app, notifiers=[MemoryNotifier(), MemoryNotifier()])
         client = app.test_client()
-        for _ in range(20):
+        for n in range(20):
             assert client.get("/fail").status_code == 500
+            if n < 10:
+                alerting.alert(f"distinct {n}")  # each one recorded, delivered, settled
         assert alerting.flush(10)
     finally:
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
+    try:
+        outbox = alerting.stats()["outbox"]
+        assert outbox["recorded"] == 11 and outbox["in_flight"] == 0
+        assert get_state(app).store.outbox_records() == []
+    finally:
         alerting.shutdown()
     assert seen, "the store was never used"
     assert set(seen) == {"flask-alerting-link-app-dispatch"}, seen

@@ -1,4 +1,4 @@
-"""The store example of docs/storage.rst runs and does what the page says: processes of
+"""The store example of docs/scaling.rst runs and does what the page says: processes of
 one store send one first alert and one digest whose count adds up."""
 
 from __future__ import annotations

@@ -478,6 +478,9 @@ def test_shutdown_reports_what_it_could_not_deliver_and_is_bounded(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = quiet_app("shutdown-blocked")
+    # This process's own queues: with a shared store, the outbox would keep the queued
+    # alerts for the next process instead (tests/test_outbox.py).
+    app.config["ALERTING_STORAGE_URI"] = "memory://"
     memory = ClosingMemoryNotifier()
     alerting = make_alerting(app, notifiers=[gate, memory], shutdown_timeout=0.3)
     dropped: list[tuple[str, str]] = []

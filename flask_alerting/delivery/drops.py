@@ -12,6 +12,7 @@ from ..alert import Alert, AlertItem, PendingAlert
 from ..dispatch import Clock
 from ..notifiers.base import Notifier
 from ..signals import alert_dropped, send_safely
+from .store_link import StoreLink
 
 logger = logging.getLogger("flask_alerting")
 
@@ -118,3 +119,16 @@ def report_undelivered(lost: Sequence[tuple[Notifier, Alert]], sender: object) -
     )
     for _, alert in lost:
         send_safely(alert_dropped, sender, alert=alert, reason="shutdown")
+
+
+def report_kept(kept: int, link: StoreLink) -> None:
+    """Log the alerts a shutdown could not deliver that stay in the outbox of the link's
+    store: never lost, the next process of the store delivers them."""
+    if kept:
+        logger.warning(
+            "flask-alerting: %d alert(s) of app %r not delivered by its shutdown stay in the "
+            "outbox of %s: the next process of that store delivers them, marked as recovered",
+            kept,
+            link.name,
+            link.store.uri,
+        )

@@ -13,7 +13,8 @@ at exit, on SIGTERM, at the end of a multiprocessing child (see
 With a store that other processes share (``ALERTING_STORAGE_URI``), the dispatch thread
 is also the only thread that talks to it, through a :class:`~.store_link.StoreLink`:
 it registers this process when it starts, renews the registration and runs the store
-tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`.
+tick between batches, and deregisters at the drain of :meth:`Pipeline.shutdown`; what
+leaves goes through its durable outbox (:class:`~.outbox.Outbox`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from ..flood import FloodGuard
 from ..notifiers.base import Notifier
 from ..signals import weak_sender
 from ..store import Store
-from .drops import Overflow, report_undelivered
+from .drops import Overflow, report_kept, report_undelivered
+from .outbox import Direct, Outbox, gather
 from .shared_throttle import SharedThrottle
 from .store_link import StoreLink, wall_clock
 from .worker import NotifierWorker, RetryPolicy
@@ -60,6 +62,7 @@ class _Marker:
 
 
 _STOP = _Marker("stop")
+_SETTLE = _Marker("settle")  # write the outbox's settlements (see Outbox.settle)
 
 
 class Pipeline:
@@ -130,10 +133,12 @@ class Pipeline:
         self._wake = threading.Event()
         self._inline_lock = threading.Lock()
         self._running = False
+        self._submitted = False  # a flush before the first alert has nothing to wait for
         self._thread: threading.Thread | None = None
         self.overflow = Overflow(self.clock, self.sender)
         # A fresh link in a forked child: it registers as a process of its own.
         self.link: StoreLink | None = None
+        self.outbox: Outbox | None = None
         if self.store is not None and self.store.shared:
             self.link = StoreLink(self.store, name=self.name, clock=self.clock, wall=self.wall)
         self.workers = [
@@ -156,6 +161,9 @@ class Pipeline:
                 notifiers=[notifier.name for notifier in self.notifiers],
                 labels=self.labels,
             )
+        if self.link is not None:
+            self.outbox = Outbox(self.link, self.workers, wake=self._settle_soon, clock=self.clock)
+        self.delivery: Outbox | Direct = self.outbox or Direct(self.workers)
         self.dispatcher = Dispatcher(
             sender=self.sender,
             throttle=throttle,
@@ -182,6 +190,7 @@ class Pipeline:
             if not self._start():
                 self._after_close(item)
                 return
+        self._submitted = True
         if self._inbound.qsize() >= self.queue_size:
             self._overflow(item)
             return
@@ -220,6 +229,10 @@ class Pipeline:
             self._sink = previous
 
     # -- slow paths ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the dispatch thread now (for a shared store's outbox, at ``init_app``)."""
+        self._start()
 
     def _start(self) -> bool:
         with self._lock:
@@ -263,12 +276,24 @@ class Pipeline:
                 for _ in range(count):
                     self.dispatcher.dispatch_pending(occurrence)
         self.overflow.signal(dropped)
+        self.delivery.release()
 
     def _deliver(self, alert: Alert) -> None:
-        for worker in self.workers:
-            worker.put(alert)
+        self.delivery.add(alert)  # with an outbox: recorded, then queued, at the release
+
+    def _settle_soon(self) -> bool:
+        """Have the dispatch thread write the outbox's settlements now (see gather)."""
+        if not self._running:
+            return False
+        self._inbound.put(_SETTLE)
+        self._wake.set()
+        return True
 
     def _run(self) -> None:
+        self._loop()
+        self.delivery.detach()  # workers settle on their own from now on
+
+    def _loop(self) -> None:
         inbound = self._inbound
         dispatcher = self.dispatcher
         link = self.link
@@ -276,12 +301,16 @@ class Pipeline:
         while True:
             due: float | None = None
             link_due: float | None = None
-            if link is not None and started:
+            # A thread started by the first alert handles it before it asks the store
+            # anything; one started at init_app (shared stores) ticks at once, so that
+            # the outbox of an ended process is recovered without waiting for an alert.
+            if link is not None and (started or inbound.empty()):
                 with guard("running the store tick"):
                     link_due = link.tick()
             started = True
             with guard("emitting digests"):
                 due = dispatcher.tick()
+            self.delivery.release()
             if link_due is not None and (due is None or link_due < due):
                 due = link_due
             timeout = None if due is None else max(0.0, due - self.clock())
@@ -297,8 +326,8 @@ class Pipeline:
                 # per alert, which is what a request thread raising alerts in a storm
                 # would pay for. flush() and shutdown() cut the wait short.
                 self._handle(item)
-                self._wake.wait(BATCH_DELAY)
-                self._wake.clear()
+                self.delivery.release()
+                gather(self._wake, BATCH_DELAY, self.delivery)
                 try:
                     item = inbound.get_nowait()
                 except queue.Empty:
@@ -319,6 +348,10 @@ class Pipeline:
         if isinstance(item, _Marker):
             if item is _STOP:
                 return False
+            if item is _SETTLE:
+                self._wake.clear()  # its wake-up must not end the next batch's gathering
+                self.delivery.settle_pending()
+                return True
             if item.action == "retire":
                 self._retired(item)
                 return False
@@ -398,11 +431,11 @@ class Pipeline:
         emitted first. True when nothing is left undelivered.
         """
         deadline = time.monotonic() + timeout
-        if self._running:
+        if not self._running:
+            self._process_inline(drain)
+        elif drain or self._submitted:  # else nothing went through the dispatch thread
             if not self._marker("drain" if drain else "flush", timeout):
                 return False
-        else:
-            self._process_inline(drain)
         ok = True
         for worker in self.workers:
             if not worker.has_thread:
@@ -431,6 +464,7 @@ class Pipeline:
                 self.dispatcher.drain()
             else:
                 self.dispatcher.tick()
+        self.delivery.release()  # recorded while this process is still registered
         if drain and self.link is not None:
             with guard("leaving the alert store"):
                 self.link.leave()
@@ -478,6 +512,8 @@ class Pipeline:
             left, clean = worker.close(remaining())
             lost += [(worker.notifier, alert) for alert in left]
             delivered = delivered and clean
+        if self.link is not None:
+            report_kept(sum(w.kept for w in self.workers), self.link)
         if lost:
             delivered = False
             report_undelivered(lost, self.sender)
@@ -504,6 +540,7 @@ class Pipeline:
             "after_shutdown": self.after_close,
             "throttle_windows": self.dispatcher.throttle.pending(),
             "store": self.link.stats() if self.link is not None else None,
+            "outbox": self.delivery.stats(),
             "notifiers": {
                 w.notifier.name: {"queued": w.depth, "sent": w.sent, "failed": w.failed}
                 for w in self.workers

@@ -4,6 +4,10 @@ Each notifier gets a :class:`NotifierWorker`, so that a slow or dead notifier ne
 delays another. The worker delivers in order; a transient failure (see
 :meth:`~flask_alerting.Notifier.is_transient`) is retried with the backoff of a
 :class:`RetryPolicy` until it succeeds or the policy gives up.
+
+An alert recorded in the durable outbox comes with its record id; once the alert is
+delivered or given up, the worker calls :attr:`NotifierWorker.on_settled` with it, on its
+own thread and before it takes the next alert (see :mod:`.outbox`).
 """
 
 from __future__ import annotations
@@ -81,9 +85,16 @@ class NotifierWorker:
         self.thread_name = thread_name
         self._reset()
 
+    #: Called with the record id of an alert recorded in the outbox once it was delivered
+    #: or given up, on this worker's thread (see :mod:`.outbox`); None: no outbox.
+    on_settled: Callable[[str], None] | None = None
+
     def _reset(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[Alert] = collections.deque()
+        # Each alert with its outbox record id (None when it was not recorded).
+        self._queue: collections.deque[tuple[Alert, str | None]] = collections.deque()
+        #: Alerts that stop() left undelivered but that their outbox records keep.
+        self.kept = 0
         self._busy = False
         self._untold_drops = 0
         self._stopping = False
@@ -99,14 +110,17 @@ class NotifierWorker:
 
     # -- producer side (dispatch thread) ------------------------------------------------
 
-    def put(self, alert: Alert) -> bool:
-        """Queue ``alert``; False (and counted) when the queue is full."""
+    def put(self, alert: Alert, record: str | None = None) -> bool:
+        """Queue ``alert``; False (and counted) when the queue is full.
+
+        :param record: its record in the outbox, settled once it was delivered or given up.
+        """
         with self._cond:
             if len(self._queue) >= self.queue_size:
                 self._untold_drops += 1
                 full = True
             else:
-                self._queue.append(alert)
+                self._queue.append((alert, record))
                 self._cond.notify()
                 full = False
             if self._thread is None and not self._stopping:
@@ -117,10 +131,10 @@ class NotifierWorker:
             self.drops.add(alert, "queue full", self.sender)
         return not full
 
-    def count_drop(self) -> None:
-        """An alert meant for everybody was lost upstream: tell it in the next message."""
+    def count_drop(self, count: int = 1) -> None:
+        """Alerts meant for everybody were lost upstream: tell it in the next message."""
         with self._cond:
-            self._untold_drops += 1
+            self._untold_drops += count
 
     def nudge(self) -> None:
         """Cut a retry backoff short: try again now (and look whether a refresh is due)."""
@@ -162,7 +176,10 @@ class NotifierWorker:
 
     def stop(self, timeout: float | None) -> tuple[list[Alert], Alert | None]:
         """Stop the thread; return the alerts it did not deliver, and the one it may
-        still be sending (its outcome is unknown: the thread is a daemon left to it)."""
+        still be sending (its outcome is unknown: the thread is a daemon left to it).
+
+        Alerts recorded in the outbox are not returned but counted in :attr:`kept`: their
+        records stay, for the next process of the store to deliver."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -171,7 +188,8 @@ class NotifierWorker:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         with self._cond:
-            left = list(self._queue)
+            left = [alert for alert, record in self._queue if record is None]
+            self.kept += len(self._queue) - len(left)
             self._queue.clear()
             inflight = self._inflight if self._busy else None
         return left, inflight
@@ -225,15 +243,21 @@ class NotifierWorker:
                     if not self._queue and self._retiring:  # everything was delivered
                         self._thread = None
                         break
-                alert = self._queue.popleft() if self._queue else None  # None: refresh
+                alert, record = self._queue.popleft() if self._queue else (None, None)
                 self._busy = True
-                self._inflight = alert
+                self._inflight = alert  # None: a refresh
+            # True: delivered or given up; False: handed back (stopping); None: unknown.
+            settled: bool | None = None
             try:
                 with guard(f"delivering through {self.notifier.name}"):
                     if alert is None:
                         self._refresh()
                     else:
-                        self._deliver(alert, retry=not inline)
+                        settled = self._deliver(alert, retry=not inline)
+                if settled is None:
+                    settled = True  # an internal error, logged: the alert is given up
+                if alert is not None and settled:
+                    self._settle(record)
             except BaseException:
                 if inline:  # the caller's own (a KeyboardInterrupt at exit)
                     raise
@@ -245,11 +269,21 @@ class NotifierWorker:
                 )
             finally:
                 with self._cond:
+                    if alert is not None and settled is False:
+                        # shutdown() reports what is left; give the alert back to the queue.
+                        self._queue.appendleft((alert, record))
                     self._busy = False
                     self._inflight = None
                     self._cond.notify_all()
         with guard(f"closing {self.notifier.name}"):
             self.notifier.close()
+
+    def _settle(self, record: str | None) -> None:
+        """Tell the outbox that the alert of ``record`` is delivered or given up (before
+        this worker is idle: a flush that returns finds its records settled)."""
+        if record is not None and self.on_settled is not None:
+            with guard(f"settling an outbox record of {self.notifier.name}"):
+                self.on_settled(record)
 
     def _refresh_timeout(self) -> float | None:
         """Seconds until the notifier's next :meth:`~Notifier.refresh` (called with the
@@ -296,9 +330,13 @@ class NotifierWorker:
             self._nudge.wait(seconds)
         self._nudge.clear()
 
-    def _deliver(self, alert: Alert, *, retry: bool) -> None:
+    def _deliver(self, alert: Alert, *, retry: bool) -> bool:
         """Send ``alert``; with ``retry``, a transient failure is tried again after the
-        policy's delay until it succeeds, the policy gives up or :meth:`stop` is called."""
+        policy's delay until it succeeds, the policy gives up or :meth:`stop` is called.
+
+        :returns: True when it was delivered or given up, False when :meth:`stop` came
+            first (the caller gives it back to the queue).
+        """
         first_failure: float | None = None
         attempt = 0
         while True:
@@ -350,14 +388,13 @@ class NotifierWorker:
                     will_retry=will_retry,
                 )
                 if not will_retry:
+                    if transient and retry and self._stopping:
+                        return False  # not given up: stopped (kept, or reported lost)
                     self.failed += 1
-                    return
+                    return True
                 self._wait(delay)
                 if self._stopping:
-                    # shutdown() reports what is left; give the alert back to the queue.
-                    with self._cond:
-                        self._queue.appendleft(alert)
-                    return
+                    return False
             else:
                 self.sent += 1
                 interval = self.notifier.refresh_interval
@@ -368,7 +405,7 @@ class NotifierWorker:
                     with self._cond:
                         self._untold_drops -= told
                 send_safely(alert_sent, self.sender, notifier=self.notifier, alert=outgoing)
-                return
+                return True
 
 
 

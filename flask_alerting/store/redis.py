@@ -1,6 +1,6 @@
 """``redis://``, ``rediss://``, ``unix://``: one Redis shared by processes on many hosts.
 
-Built on redis-py directly (the ``redis`` extra); see ``docs/storage.rst`` for why not the
+Built on redis-py directly (the ``redis`` extra); see ``docs/scaling.rst`` for why not the
 ``limits`` package. Each operation is one Lua script run with ``EVALSHA`` (atomic on the
 server, one round trip whatever the batch size; a server that lost its scripts gets them
 again transparently). Listing the processes before a deregistration or a claim of dead
