@@ -53,9 +53,11 @@ R = TypeVar("R")
 #: a Redis reply), as the extension opens its store. Only the dispatch thread ever waits
 #: for the store, never a request, and the breaker makes a store that fails cost this
 #: once per :data:`RETRY_AFTER`; so the bound leaves room for a loaded host, where a
-#: process holding the SQLite lock for a millisecond may not run again for tens of them
-#: (the store package's own default, 50 ms, fell back needlessly there).
-TIMEOUT = 0.25
+#: process holding the SQLite lock for a millisecond may not run again for hundreds of
+#: them. Both smaller bounds tried fell back needlessly (to per-process throttling, so
+#: duplicate e-mails): the store package's own 50 ms, and 250 ms with four gunicorn
+#: workers in a storm on a busy two-core machine.
+TIMEOUT = 2.0
 #: Seconds a registration promises this process is alive (other hosts trust it).
 LEASE = 30.0
 #: Seconds between two renewals of the lease.
