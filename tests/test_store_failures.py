@@ -239,6 +239,26 @@ def test_a_sqlite_file_locked_by_another_process(tmp_path: Path) -> None:
     assert_all_work(store)
 
 
+def test_a_new_file_that_another_process_is_setting_up_is_waited_for(tmp_path: Path) -> None:
+    """The workers of a server that start on a fresh runtime directory open the new store
+    together: while one sets the file up, SQLite answers the others' switch to WAL mode
+    "locked" at once, whatever the busy timeout (the message then claimed the file had
+    stayed locked past it). They wait their turn instead of falling back."""
+    path = tmp_path / "s.sqlite3"
+    path.touch(mode=0o600)  # as the store creates it: empty, ours
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process setting the new file up
+    release = threading.Timer(0.2, holder.execute, args=("COMMIT",))
+    release.start()
+    try:
+        store = SQLiteStore(str(path), timeout=30)
+        store.register(ME, now=NOW, lease=30)
+        assert [p.process for p in store.processes(now=NOW)] == [ME]
+    finally:
+        release.join()
+        holder.close()
+
+
 def test_a_full_disk(tmp_path: Path) -> None:
     """A child whose file size limit stands for a full disk: writes fail, as StoreError."""
     import resource

@@ -148,7 +148,7 @@ class SQLiteStore(Store):
             uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -165,6 +165,27 @@ class SQLiteStore(Store):
             conn.close()
             raise
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (it stays so: then this reads the mode and returns).
+
+        The processes that open a new file at once (the workers of a server starting on
+        a fresh runtime directory) race for the switch, and SQLite answers "locked" at
+        once, without its busy timeout, to one that asks while another sets the file up:
+        it asks again until the timeout has passed, as the busy timeout would have.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0 or ("locked" not in str(exc) and "busy" not in str(exc)):
+                    raise
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, 0.05)
 
     @contextlib.contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
