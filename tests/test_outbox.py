@@ -105,6 +105,13 @@ def reader(tmp_path: Path) -> SQLiteStore:
     return SQLiteStore(str(tmp_path / "store.sqlite3"), timeout=10.0)
 
 
+def create_store(tmp_path: Path) -> None:
+    """Create the store of ``make_app`` (as a process that used it before would have)."""
+    store = reader(tmp_path)
+    store.ping()
+    store.close()
+
+
 def stored(alert: Alert, app: str = "outbox-test") -> Alert:
     return alert.replace(labels={"app": app, "host": HOST, **alert.labels})
 
@@ -131,6 +138,7 @@ def test_each_batch_is_recorded_in_one_write_before_any_notifier_gets_it(
     state = get_state(app)
     link = state.pipeline.link
     assert link is not None
+    create_store(tmp_path)  # it exists: the first store tick registers
     wait_until(lambda: link.registered, 10, "the dispatch thread's first store tick")
     puts: list[int] = []
     put = link.store.outbox_put
@@ -189,6 +197,46 @@ def test_a_record_owes_each_notifier_until_it_delivered(
     finally:
         gate.gate.set()
         recorder.disconnect()
+        store.close()
+
+
+def test_a_claimed_digest_leaves_from_the_record_its_claim_made(
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]], clock: FakeClock
+) -> None:
+    """The store records a digest in the claimer's outbox as it claims it (atomically):
+    that record is the one delivery settles. Neither a second record (the digest twice
+    after a crash) nor a delete at the hand-over (the digest lost in a crash)."""
+    store = reader(tmp_path)
+    gate = Gate()
+    gate.gate.set()
+    memory = MemoryNotifier()
+    app, alerting = make_app([gate, memory], clock=clock, throttle_seconds=10)
+    try:
+        for _ in range(3):
+            alerting.alert("disk full")
+        assert alerting.flush(10)
+        assert [a.title for a in memory.alerts] == ["disk full"]
+        assert store.outbox_records() == []
+        gate.gate.clear()
+        gate.entered.clear()
+        clock.advance(10 + store.limits.grace + 1)
+        alerting.flush(0.5)  # wakes the dispatch thread: it claims the digest
+        assert gate.entered.wait(10), "the digest never reached the gate"
+        wait_until(lambda: len(memory.alerts) == 2, 10, "the digest")
+        assert memory.alerts[1].occurrences == 2
+        # One record: the claim's, owing the gate alone once memory delivered it.
+        wait_until(
+            lambda: [r.notifiers for r in store.outbox_records()] == [("gate",)], 10,
+            f"the claim's record to owe the gate only: {store.outbox_records()}",
+        )
+        (record,) = store.outbox_records()
+        assert record.digest is not None and record.digest.count == 2
+        gate.gate.set()
+        assert alerting.flush(10)
+        assert store.outbox_records() == []
+        assert [a.occurrences for a in gate.alerts] == [1, 2]
+    finally:
+        gate.gate.set()
         store.close()
 
 
@@ -356,7 +404,7 @@ def test_records_of_live_processes_are_left_to_them(
 
 
 def test_a_bare_fork_child_that_os_exits_leaves_its_alerts_to_the_parent(
-    make_app: Callable[..., tuple[Flask, FlaskAlerting]],
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
 ) -> None:
     parent = os.getpid()
 
@@ -372,6 +420,7 @@ def test_a_bare_fork_child_that_os_exits_leaves_its_alerts_to_the_parent(
     app, alerting = make_app([notifier])
     link = get_state(app).pipeline.link
     assert link is not None
+    create_store(tmp_path)  # it exists: the first store tick registers
     wait_until(lambda: link.registered, 10, "the parent's dispatch thread")
     recorder = sent(app)
     try:

@@ -19,11 +19,12 @@ store operation of the pipeline, the outbox's run on the dispatch thread.
   (see :data:`SETTLE_WAIT` for why the worker waits, and docs/benchmarks.rst for what
   it costs).
 * **Recovered.** On the store tick (the first when the dispatch thread starts, which
-  ``init_app`` does for a shared store; then every :data:`RECOVER_EVERY` seconds) the
-  outbox takes over the records of processes that are gone
-  (:meth:`~flask_alerting.store.Store.outbox_claim`: pid not alive on this host, lease
-  expired for another host; atomically, so two live processes never take the same record)
-  and delivers them through the notifiers that still owe them, marked as recovered
+  ``init_app`` does for a shared store; then every :data:`RECOVER_EVERY` seconds; never
+  while the store does not exist yet: a default store's file that no process created holds
+  nothing) the outbox registers this process and takes over the records of processes that
+  are gone (:meth:`~flask_alerting.store.Store.outbox_claim`: pid not alive on this host,
+  lease expired for another host; atomically, so two live processes never take the same
+  record) and delivers them through the notifiers that still owe them, marked as recovered
   (``details["recovered"]``: the subject says ``(recovered)``, the body which process
   ended before delivering it). Digests that a process claimed and never delivered come
   back the same way.
@@ -328,6 +329,8 @@ class Outbox:
                 self._write([], {})
         moment = self.clock()
         link = self.link
+        if not link.used and not link.store.may_hold_records():
+            return  # nothing to take over, nothing of ours: the store stays uncreated
         try:
             if moment >= self._next_recovery:
                 self._next_recovery = moment + RECOVER_EVERY
@@ -350,6 +353,11 @@ class Outbox:
         if limit < 1:
             return False  # the notifiers' queues are full enough: later
         link = self.link
+        # Registered before it holds records of its own (else other hosts would take
+        # this process for ended, and take them over too).
+        link.ensure_registered()
+        if not link.registered:
+            return False  # the store failed (the breaker is open): later
         records = link.call(
             "taking over the undelivered alerts of ended processes",
             lambda: link.store.outbox_claim(owner=link.process, now=now, limit=limit),
