@@ -351,6 +351,9 @@ class SharedThrottle:
 
     def _claim(self, out: list[Alert]) -> None:
         """Claim the store's due windows (any process's): their digests go to ``out``."""
+        # Those handed over before were delivered or folded since (in the same dispatch
+        # step); one that is left here (an error in between) keeps its record.
+        self._handed.clear()
         self._delete_handed()
         now = self.wall()
         try:
@@ -436,7 +439,6 @@ class SharedThrottle:
         counts them). A digest that was handed over and neither delivered nor folded
         (an error in between) keeps its record: the outbox of whoever takes over this
         process's records delivers it, rather than none."""
-        self._handed.clear()
         records, self._to_delete = self._to_delete, []
         if not records:
             return
