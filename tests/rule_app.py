@@ -6,8 +6,8 @@ Configured from the environment: ``FA_LOG`` (the ``flask_alerting`` log, one lin
 record prefixed with the pid), ``FA_LOCK`` (lock file), ``FA_INTERVAL`` (seconds),
 ``FA_VALUE`` (a file holding the value of the rule ``queue-depth``), ``FA_THRESHOLD``
 (its threshold), ``FA_SMTP_PORT`` (a test SMTP server on 127.0.0.1; without it alerts
-are only logged), ``FA_STORAGE`` (``ALERTING_STORAGE_URI``; without it, the default: a
-SQLite store beside the lock file, with its durable outbox).
+are only logged), ``FA_STORAGE`` (``ALERTING_STORAGE_URI``; without it, the default: the
+host's SQLite store of this app name, which tests never leave it to).
 
 ``python -m tests.rule_app`` samples until its standard input is closed, then shuts the
 extension down (pending alerts leave) and exits with status 0; or until it is killed.
