@@ -26,6 +26,7 @@ from flask_alerting._state import get_state
 from flask_alerting.delivery.outbox import describe_process, notifier_keys
 from flask_alerting.notifiers.base import TransientError
 from flask_alerting.render import subject, text_body
+from flask_alerting.signals import alert_recorded
 from flask_alerting.store import (
     Count,
     NewWindow,
@@ -169,6 +170,55 @@ def test_each_batch_is_recorded_in_one_write_before_any_notifier_gets_it(
     stats = alerting.stats()["outbox"]
     assert stats["recorded"] == 6 and stats["unrecorded"] == 0 and stats["in_flight"] == 0
     store.close()
+
+
+def test_a_recorded_alert_is_announced_between_its_record_and_its_delivery(
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
+) -> None:
+    """``alert_recorded`` (internal: the metrics sampler counts on it, see
+    flask_alerting/metrics/notices.py) comes once the store holds the record, so that a
+    receiver may count on the alert whatever becomes of this process, and before any
+    notifier has the alert."""
+    store = reader(tmp_path)
+    announced: list[tuple[str, bool]] = []
+    seen: list[tuple[str, list[str]]] = []
+
+    def receive(sender: Flask, alert: Alert) -> None:
+        held = any(r.alert == alert for r in store.outbox_records())
+        announced.append((alert.title, held))
+
+    class Checking(MemoryNotifier):
+        def send(self, alert: Alert) -> None:
+            seen.append((alert.title, [title for title, _ in announced]))
+            super().send(alert)
+
+    app, alerting = make_app([Checking()])
+    with alert_recorded.connected_to(receive, app):
+        alerting.alert("disk full")
+        assert alerting.flush(10)
+    assert announced == [("disk full", True)]
+    assert seen == [("disk full", ["disk full"])]
+    store.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "unusable"])
+def test_an_alert_delivered_without_a_record_is_not_announced(
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]], store: str
+) -> None:
+    """``memory://`` has no outbox; a store that fails delivers without a record: nobody
+    may count on such an alert outliving this process."""
+    uri = (
+        "memory://"
+        if store == "memory"
+        else f"sqlite:///{tmp_path / 'no such directory' / 'store.sqlite3'}"
+    )
+    memory = MemoryNotifier()
+    app, alerting = make_app([memory], storage_uri=uri)
+    announced: list[Alert] = []
+    with alert_recorded.connected_to(lambda sender, alert: announced.append(alert), app):
+        alerting.alert("not recorded")
+        assert alerting.flush(10)
+    assert [a.title for a in memory.alerts] == ["not recorded"] and announced == []
 
 
 def test_a_record_owes_each_notifier_until_it_delivered(

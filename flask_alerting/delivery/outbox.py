@@ -8,7 +8,11 @@ store operation of the pipeline, the outbox's run on the dispatch thread.
   :meth:`Outbox.add`; at the end of each dispatch batch :meth:`Outbox.release` records the
   batch in the store (one :meth:`~flask_alerting.store.Store.outbox_put`, never on the
   request path) and only then queues each alert, with its record id, for the notifiers'
-  workers. A record names the notifiers that owe it (:func:`notifier_keys`).
+  workers. A record names the notifiers that owe it (:func:`notifier_keys`). Between
+  the two, each recorded alert is announced (the internal ``alert_recorded`` signal,
+  :data:`flask_alerting.signals.alert_recorded`): from then on it is delivered even if
+  this process is killed, which the metrics sampler records for the process that takes
+  over sampling (:mod:`flask_alerting.metrics.notices`).
 * **Settled per notifier.** A worker that delivered an alert, or gave it up (a permanent
   failure, retries exhausted, its queue full), settles the record (:meth:`Outbox.settle`):
   the record no longer owes that notifier
@@ -58,6 +62,7 @@ from .._lifecycle import guard
 from ..alert import Alert
 from ..dispatch import Clock
 from ..notifiers.base import Notifier
+from ..signals import alert_recorded, send_safely
 from ..store import Outgoing, ProcessId, Record, StoreError
 from .store_link import StoreLink
 from .worker import NotifierWorker
@@ -121,6 +126,8 @@ class Outbox:
     :param wake: asks the dispatch thread to call :meth:`settle_pending` soon (from a
         worker's thread); returns False when no dispatch thread runs.
     :param clock: monotonic seconds (the pipeline's), for the rounds.
+    :param sender: the sender of ``alert_recorded`` (see
+        :func:`~flask_alerting.signals.weak_sender`); None: not sent.
     """
 
     def __init__(
@@ -130,8 +137,10 @@ class Outbox:
         *,
         wake: Callable[[], bool],
         clock: Clock,
+        sender: object | None = None,
     ) -> None:
         self.link = link
+        self.sender = sender
         self.workers = tuple(workers)
         #: The names of the notifiers in records, in the order of :attr:`workers`.
         self.keys = notifier_keys([w.notifier for w in self.workers])
@@ -177,16 +186,27 @@ class Outbox:
         self._pending.append((alert, record))
 
     def release(self) -> None:
-        """Record the alerts added since the last call (one write for all of them), then
-        queue them for the notifiers. Never raises: without the store, the alerts leave
-        unrecorded."""
+        """Record the alerts added since the last call (one write for all of them),
+        announce those that have a record (``alert_recorded``), then queue them for the
+        notifiers. Never raises: without the store, the alerts leave unrecorded."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         with guard("recording alerts in the outbox"):
-            ids = iter(self._record([alert for alert, record in pending if record is None]))
-            for alert, record in pending:
-                self._hand_over(alert, record if record is not None else next(ids), self.keys)
+            records = iter(self._record([alert for alert, record in pending if record is None]))
+            held = [
+                (alert, record if record is not None else next(records))
+                for alert, record in pending
+            ]
+            # Announced once the store has the records (a kill before that loses the
+            # alert, and nobody may count on it) and before any notifier has them (so
+            # that "recorded" is heard before "sent").
+            if self.sender is not None:
+                for alert, record in held:
+                    if record is not None:
+                        send_safely(alert_recorded, self.sender, alert=alert)
+            for alert, record in held:
+                self._hand_over(alert, record, self.keys)
         self.settle_pending()  # the queues that were full
 
     def _record(self, alerts: list[Alert]) -> list[str | None]:

@@ -162,7 +162,13 @@ class Pipeline:
                 labels=self.labels,
             )
         if self.link is not None:
-            self.outbox = Outbox(self.link, self.workers, wake=self._settle_soon, clock=self.clock)
+            self.outbox = Outbox(
+                self.link,
+                self.workers,
+                wake=self._settle_soon,
+                clock=self.clock,
+                sender=self.sender,
+            )
         self.delivery: Outbox | Direct = self.outbox or Direct(self.workers)
         self.dispatcher = Dispatcher(
             sender=self.sender,
