@@ -230,6 +230,14 @@ class Throttle:
     def sync(self) -> None:
         """Nothing to do: the counts live here (see ``SharedThrottle.sync``)."""
 
+    def record_of(self, digest: Alert) -> str | None:
+        """None: this throttle's digests have no record yet (see
+        ``SharedThrottle.record_of``)."""
+        return None
+
+    def discard(self, digest: Alert) -> None:
+        """Nothing to do (see ``SharedThrottle.discard``)."""
+
 
 class ThrottleLike(Protocol):
     """What the :class:`Dispatcher` needs of a throttle: :class:`Throttle` (per process)
@@ -245,6 +253,8 @@ class ThrottleLike(Protocol):
     def next_due(self) -> float | None: ...
     def pop_due(self) -> list[Alert]: ...
     def template(self, fingerprint: str) -> Alert | None: ...
+    def record_of(self, digest: Alert) -> str | None: ...
+    def discard(self, digest: Alert) -> None: ...
     def drain(self) -> list[Alert]: ...
     def pending(self) -> dict[str, int]: ...
     def sync(self) -> None: ...
@@ -384,6 +394,7 @@ class Dispatcher:
         if self.guard is None or self.guard.admit():
             self.deliver(digest)
         else:
+            self.throttle.discard(digest)
             self.guard.fold(
                 digest.fingerprint,
                 digest.title,

@@ -28,6 +28,14 @@ alert_failed = _signals.signal("alert-failed")
 #: An alert was lost: queue overflow or shutdown before delivery (``alert=``, ``reason=``).
 alert_dropped = _signals.signal("alert-dropped")
 
+#: Internal, not part of the public API (``flask_alerting`` does not export it): an alert
+#: this process is to deliver was recorded in the durable outbox of a shared store
+#: (``alert=``), so that it is delivered even if this process is killed now. Sent on the
+#: dispatch thread once the store has the record, before any notifier gets the alert;
+#: never with ``memory://``, nor for an alert delivered without a record (the store
+#: failing). The metrics sampler hears it (:mod:`flask_alerting.metrics.notices`).
+alert_recorded = _signals.signal("alert-recorded")
+
 
 def weak_sender(sender: Any) -> Any:
     """A weak reference to ``sender`` for :func:`send_safely`, so that whatever keeps it

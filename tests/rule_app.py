@@ -1,12 +1,13 @@
 """A Flask app with one metric rule whose value the test sets, run as a real process by
 the tests of states continued from one process to the next and of
-``flask alerting status`` (tests/test_rule_continuity.py).
+``flask alerting status`` (tests/test_metrics_handover.py).
 
 Configured from the environment: ``FA_LOG`` (the ``flask_alerting`` log, one line per
 record prefixed with the pid), ``FA_LOCK`` (lock file), ``FA_INTERVAL`` (seconds),
 ``FA_VALUE`` (a file holding the value of the rule ``queue-depth``), ``FA_THRESHOLD``
 (its threshold), ``FA_SMTP_PORT`` (a test SMTP server on 127.0.0.1; without it alerts
-are only logged).
+are only logged), ``FA_STORAGE`` (``ALERTING_STORAGE_URI``; without it, the default: the
+host's SQLite store of this app name, which tests never leave it to).
 
 ``python -m tests.rule_app`` samples until its standard input is closed, then shuts the
 extension down (pending alerts leave) and exits with status 0; or until it is killed.
@@ -40,6 +41,8 @@ app.config.update(
     ALERTING_CPU_THRESHOLD=None,  # the test's rule only
     ALERTING_MEMORY_THRESHOLD=None,
 )
+if env.get("FA_STORAGE"):
+    app.config["ALERTING_STORAGE_URI"] = env["FA_STORAGE"]
 if env.get("FA_SMTP_PORT"):
     app.config.update(
         ALERTING_SMTP_HOST="127.0.0.1",

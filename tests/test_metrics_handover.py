@@ -2,8 +2,12 @@
 ``flask alerting status`` says about the process that samples: real processes
 (``tests/rule_app.py``), a real SMTP server, a real ``flask`` command.
 
-- A "resolved" alert only follows a "firing" one that was delivered, by this process or
-  by the one whose state it continues, for the same rule definition (threshold).
+- A "resolved" alert only follows a "firing" one that was delivered, or is sure to be
+  (recorded in the durable outbox of a shared store), by this process or by the one
+  whose state it continues, for the same rule definition (threshold).
+- One incident, one "firing" alert: a process that takes over never fires again for a
+  breach whose "firing" alert the outbox holds (the process that recovers the record
+  delivers it).
 - The states of a process that was killed or stopped are never shown as current.
 """
 
@@ -26,6 +30,7 @@ import psutil
 import pytest
 
 from flask_alerting.metrics.status import process_state
+from flask_alerting.store import SQLiteStore
 from tests.smtp_server import SMTPServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,10 +55,21 @@ class RuleApp:
         self.lock = tmp_path / "metrics.lock"
         self.value = tmp_path / "value"
         self.log = tmp_path / "alerting.log"
+        #: The store of the processes (with its durable outbox): SQLite, as the default
+        #: store is, but under tmp_path. The default file is one per host and app name,
+        #: which every run of these tests on the host would share: a record that one
+        #: run's killed process left would be delivered by another run's.
+        self.store = tmp_path / "store.sqlite3"
         self.tmp_path = tmp_path
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def env(self, threshold: float, smtp_port: int | None, interval: float) -> dict[str, str]:
+    def env(
+        self,
+        threshold: float,
+        smtp_port: int | None,
+        interval: float,
+        storage: str | None = None,
+    ) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "FA_"))}
         env.update(
             FA_LOG=str(self.log),
@@ -65,6 +81,7 @@ class RuleApp:
         )
         if smtp_port is not None:
             env["FA_SMTP_PORT"] = str(smtp_port)
+        env["FA_STORAGE"] = storage or f"sqlite:///{self.store}"
         return env
 
     def set(self, value: float) -> None:
@@ -72,12 +89,20 @@ class RuleApp:
         tmp.write_text(str(value))
         tmp.replace(self.value)  # the probe never reads half a number
 
-    def start(self, *, threshold: float = 100.0, smtp_port: int | None = None) -> int:
+    def start(
+        self,
+        *,
+        threshold: float = 100.0,
+        smtp_port: int | None = None,
+        storage: str | None = None,
+    ) -> int:
+        """Start a process; ``storage``: its ``ALERTING_STORAGE_URI`` (None: the SQLite
+        store :attr:`store`, shared by every process of the test)."""
         output = open(self.tmp_path / f"out-{len(self.procs)}", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.rule_app"],
             cwd=ROOT,
-            env=self.env(threshold, smtp_port, INTERVAL),
+            env=self.env(threshold, smtp_port, INTERVAL, storage),
             stdin=subprocess.PIPE,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -132,6 +157,14 @@ class RuleApp:
                 out.append(message)
         return out
 
+    def wait_outbox_empty(self, what: str) -> None:
+        """Wait until the outbox of :attr:`store` holds no record."""
+        store = SQLiteStore(str(self.store), timeout=10.0)
+        try:
+            wait_until(lambda: not store.outbox_records(), what, self.log)
+        finally:
+            store.close()
+
     def wait_rule(self, pid: int, what: str, **expected: Any) -> None:
         def holds() -> bool:
             rule = self.rule(pid)
@@ -177,6 +210,9 @@ def test_killed_after_its_alert_was_delivered_the_next_process_resolves_it(
     assert (_kind(fired), _raised_by(fired)) == ("firing", first)
     # the delivery is recorded at once (the alert_sent signal), for whoever comes next
     rule_app.wait_rule(first, "the delivery", state="firing", notice="sent")
+    # and settled in the outbox: a kill between the send and that write would have the
+    # next process deliver the alert once more, recovered (docs/delivery.rst says so)
+    rule_app.wait_outbox_empty("the delivered alert's record to be deleted")
     rule_app.kill(first)
 
     rule_app.set(10.0)
@@ -192,13 +228,22 @@ def test_killed_after_its_alert_was_delivered_the_next_process_resolves_it(
     assert len(smtp_server.messages) == 2
 
 
+def _recovered(message: EmailMessage) -> bool:
+    """Whether ``message`` was delivered from the outbox by another process than the one
+    that raised it (docs/delivery.rst, "The durable outbox")."""
+    return "(recovered)" in message["Subject"]
+
+
 @pytest.mark.parametrize("breach", ["goes on", "ended"])
 def test_killed_before_its_alert_left_the_next_process_does_not_continue_firing(
     rule_app: RuleApp, smtp_server: SMTPServer, breach: str
 ) -> None:
+    """``memory://``, no outbox: a "firing" alert that had not left dies with the process
+    that raised it. The next one continues the breach, not the notification: it fires
+    again if the breach goes on, and ends it without a "resolved" alert if not."""
     rule_app.set(150.0)
     nowhere = free_port()  # nothing listens there: the first process's e-mail never leaves
-    first = rule_app.start(smtp_port=nowhere)
+    first = rule_app.start(smtp_port=nowhere, storage="memory://")
     rule_app.wait_rule(first, "the firing", state="firing", notice="queued")
     wait_until(
         lambda: any("could not deliver" in line for line in rule_app.lines(first)),
@@ -208,7 +253,7 @@ def test_killed_before_its_alert_left_the_next_process_does_not_continue_firing(
     rule_app.kill(first)
 
     rule_app.set(150.0 if breach == "goes on" else 10.0)
-    second = rule_app.start(smtp_port=smtp_server.port)
+    second = rule_app.start(smtp_port=smtp_server.port, storage="memory://")
     if breach == "goes on":
         # the alert nobody received leaves now, from the process that took over
         [fired] = smtp_server.wait_for(1, timeout=30)
@@ -221,6 +266,55 @@ def test_killed_before_its_alert_left_the_next_process_does_not_continue_firing(
     [dropped] = [line for line in rule_app.lines(second) if "does not continue" in line]
     assert f"recorded by pid {first}" in dropped
     assert "'firing' alert was never confirmed delivered" in dropped
+
+
+@pytest.mark.parametrize("breach", ["goes on", "ended"])
+def test_killed_with_its_alert_in_the_outbox_the_next_process_continues_firing(
+    rule_app: RuleApp, smtp_server: SMTPServer, breach: str
+) -> None:
+    """A SQLite store shared by the processes (as the default store is) has a durable
+    outbox. Until the outbox existed, a process killed before its "firing" alert left
+    took that alert with it, and the next process fired again (the test above, which
+    ``memory://`` keeps). Now the alert is recorded before any delivery: the next process
+    of the store delivers it, marked as recovered. Firing again as well would say the
+    same breach twice, and ending it quietly would leave a delivered "firing" alert
+    unresolved. So the first process records "recorded" in the lock file once the
+    outbox holds its alert, and the process that takes over continues "firing" from
+    there: one "firing" alert in all (the recovered one), and one "resolved" alert when
+    the value drops, from the process that samples then."""
+    rule_app.set(150.0)
+    nowhere = free_port()  # nothing listens there: the first process's e-mail never leaves
+    first = rule_app.start(smtp_port=nowhere)
+    rule_app.wait_rule(first, "the firing alert in the outbox", state="firing",
+                       notice="recorded")  # fmt: skip
+    wait_until(
+        lambda: any("could not deliver" in line for line in rule_app.lines(first)),
+        "the first delivery attempt to fail",
+        rule_app.log,
+    )
+    rule_app.kill(first)
+
+    rule_app.set(150.0 if breach == "goes on" else 10.0)
+    second = rule_app.start(smtp_port=smtp_server.port)
+    if breach == "goes on":
+        # the first process's alert, recovered from the outbox...
+        [fired] = smtp_server.wait_for(1, timeout=30)
+        assert (_kind(fired), _raised_by(fired), _recovered(fired)) == ("firing", first, True)
+        # ...and the breach continued by the second one, which samples it still firing
+        # (a "firing" alert of its own would leave with that sample, and be counted below)
+        rule_app.wait_rule(second, "a sample of the breach", state="firing", value=150.0)
+        rule_app.set(10.0)
+    smtp_server.wait_for(2, timeout=30)
+    rule_app.stop(second)  # flushes: whatever it raised has left
+    # The recovered "firing" alert and the "resolved" one come from two processes' queues:
+    # their order is not what this test is about.
+    assert sorted((_kind(m), _raised_by(m), _recovered(m)) for m in smtp_server.messages) == [
+        ("firing", first, True),
+        ("resolved", second, False),
+    ]
+    lines = rule_app.lines(second)
+    assert any(f"continuing the state of 1 rule(s) from pid {first}" in line for line in lines)
+    assert not [line for line in lines if "does not continue" in line]
 
 
 @pytest.mark.parametrize("threshold", [100.0, 200.0], ids=["same-threshold", "new-threshold"])

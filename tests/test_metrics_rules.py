@@ -306,12 +306,60 @@ def test_confirm_and_lose_only_concern_a_firing_breach(clock: FakeClock) -> None
     assert machine.notice == "sent"
 
 
-def _fired(clock: FakeClock, *, delivered: bool, **kwargs: Any) -> dict[str, Any]:
+def test_recorded_only_follows_a_queued_firing_alert(clock: FakeClock) -> None:
+    machine = RuleMachine(rule(for_=0.0), clock)
+    assert not machine.recorded() and machine.notice is None  # ok: nothing to record
+    machine.observe(90.0)
+    assert machine.recorded() and machine.notice == "recorded"  # in the outbox
+    assert not machine.recorded()  # no news
+    assert machine.confirm() and machine.notice == "sent"
+    assert not machine.recorded() and machine.notice == "sent"  # never back from "sent"
+    clock.advance(5.0)
+    machine.observe(10.0)
+    machine.observe(90.0)  # a new breach, "queued"
+    assert machine.lose() and not machine.recorded()  # a lost alert stays lost
+
+
+def test_a_recorded_firing_alert_that_was_dropped_resolves_quietly(clock: FakeClock) -> None:
+    machine = RuleMachine(rule(for_=0.0), clock)
+    machine.observe(90.0)
+    assert machine.recorded()
+    # its only notifier's queue was full: the record no longer owes anybody
+    assert machine.lose() and machine.notice is None
+    clock.advance(5.0)
+    event = machine.observe(10.0)
+    assert event is not None and event.kind == "resolved" and not event.notified
+
+
+def _fired(
+    clock: FakeClock, *, delivered: bool, recorded: bool = False, **kwargs: Any
+) -> dict[str, Any]:
     first = RuleMachine(rule(for_=0.0, **kwargs), clock)
     first.observe(90.0)
+    if recorded:
+        first.recorded()
     if delivered:
         first.confirm()
     return first.snapshot()
+
+
+@pytest.mark.parametrize("breach", ["goes on", "ended"])
+def test_restore_continues_a_firing_whose_alert_is_in_the_outbox(
+    clock: FakeClock, breach: str
+) -> None:
+    """Recorded in the outbox of a shared store, the alert is delivered by whoever takes
+    the record over: the breach was told of, and is continued as "firing"."""
+    saved = _fired(clock, delivered=False, recorded=True)
+    assert saved["notice"] == "recorded"
+    clock.advance(30.0)
+    second = RuleMachine(rule(for_=0.0), clock)
+    assert second.restore(saved)
+    assert (second.state, second.notice, second.dropped) == ("firing", "recorded", None)
+    if breach == "goes on":
+        assert second.observe(91.0) is None  # no second "firing" alert
+    event = second.observe(10.0)
+    assert event is not None and event.kind == "resolved" and event.notified
+    assert event.breach_seconds == pytest.approx(30.0)
 
 
 def test_snapshot_names_the_definition_and_the_notice(clock: FakeClock) -> None:

@@ -26,6 +26,7 @@ from flask_alerting._state import get_state
 from flask_alerting.delivery.outbox import describe_process, notifier_keys
 from flask_alerting.notifiers.base import TransientError
 from flask_alerting.render import subject, text_body
+from flask_alerting.signals import alert_recorded
 from flask_alerting.store import (
     Count,
     NewWindow,
@@ -105,6 +106,13 @@ def reader(tmp_path: Path) -> SQLiteStore:
     return SQLiteStore(str(tmp_path / "store.sqlite3"), timeout=10.0)
 
 
+def create_store(tmp_path: Path) -> None:
+    """Create the store of ``make_app`` (as a process that used it before would have)."""
+    store = reader(tmp_path)
+    store.ping()
+    store.close()
+
+
 def stored(alert: Alert, app: str = "outbox-test") -> Alert:
     return alert.replace(labels={"app": app, "host": HOST, **alert.labels})
 
@@ -131,6 +139,7 @@ def test_each_batch_is_recorded_in_one_write_before_any_notifier_gets_it(
     state = get_state(app)
     link = state.pipeline.link
     assert link is not None
+    create_store(tmp_path)  # it exists: the first store tick registers
     wait_until(lambda: link.registered, 10, "the dispatch thread's first store tick")
     puts: list[int] = []
     put = link.store.outbox_put
@@ -163,6 +172,55 @@ def test_each_batch_is_recorded_in_one_write_before_any_notifier_gets_it(
     store.close()
 
 
+def test_a_recorded_alert_is_announced_between_its_record_and_its_delivery(
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
+) -> None:
+    """``alert_recorded`` (internal: the metrics sampler counts on it, see
+    flask_alerting/metrics/notices.py) comes once the store holds the record, so that a
+    receiver may count on the alert whatever becomes of this process, and before any
+    notifier has the alert."""
+    store = reader(tmp_path)
+    announced: list[tuple[str, bool]] = []
+    seen: list[tuple[str, list[str]]] = []
+
+    def receive(sender: Flask, alert: Alert) -> None:
+        held = any(r.alert == alert for r in store.outbox_records())
+        announced.append((alert.title, held))
+
+    class Checking(MemoryNotifier):
+        def send(self, alert: Alert) -> None:
+            seen.append((alert.title, [title for title, _ in announced]))
+            super().send(alert)
+
+    app, alerting = make_app([Checking()])
+    with alert_recorded.connected_to(receive, app):
+        alerting.alert("disk full")
+        assert alerting.flush(10)
+    assert announced == [("disk full", True)]
+    assert seen == [("disk full", ["disk full"])]
+    store.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "unusable"])
+def test_an_alert_delivered_without_a_record_is_not_announced(
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]], store: str
+) -> None:
+    """``memory://`` has no outbox; a store that fails delivers without a record: nobody
+    may count on such an alert outliving this process."""
+    uri = (
+        "memory://"
+        if store == "memory"
+        else f"sqlite:///{tmp_path / 'no such directory' / 'store.sqlite3'}"
+    )
+    memory = MemoryNotifier()
+    app, alerting = make_app([memory], storage_uri=uri)
+    announced: list[Alert] = []
+    with alert_recorded.connected_to(lambda sender, alert: announced.append(alert), app):
+        alerting.alert("not recorded")
+        assert alerting.flush(10)
+    assert [a.title for a in memory.alerts] == ["not recorded"] and announced == []
+
+
 def test_a_record_owes_each_notifier_until_it_delivered(
     tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
 ) -> None:
@@ -189,6 +247,46 @@ def test_a_record_owes_each_notifier_until_it_delivered(
     finally:
         gate.gate.set()
         recorder.disconnect()
+        store.close()
+
+
+def test_a_claimed_digest_leaves_from_the_record_its_claim_made(
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]], clock: FakeClock
+) -> None:
+    """The store records a digest in the claimer's outbox as it claims it (atomically):
+    that record is the one delivery settles. Neither a second record (the digest twice
+    after a crash) nor a delete at the hand-over (the digest lost in a crash)."""
+    store = reader(tmp_path)
+    gate = Gate()
+    gate.gate.set()
+    memory = MemoryNotifier()
+    app, alerting = make_app([gate, memory], clock=clock, throttle_seconds=10)
+    try:
+        for _ in range(3):
+            alerting.alert("disk full")
+        assert alerting.flush(10)
+        assert [a.title for a in memory.alerts] == ["disk full"]
+        assert store.outbox_records() == []
+        gate.gate.clear()
+        gate.entered.clear()
+        clock.advance(10 + store.limits.grace + 1)
+        alerting.flush(0.5)  # wakes the dispatch thread: it claims the digest
+        assert gate.entered.wait(10), "the digest never reached the gate"
+        wait_until(lambda: len(memory.alerts) == 2, 10, "the digest")
+        assert memory.alerts[1].occurrences == 2
+        # One record: the claim's, owing the gate alone once memory delivered it.
+        wait_until(
+            lambda: [r.notifiers for r in store.outbox_records()] == [("gate",)], 10,
+            f"the claim's record to owe the gate only: {store.outbox_records()}",
+        )
+        (record,) = store.outbox_records()
+        assert record.digest is not None and record.digest.count == 2
+        gate.gate.set()
+        assert alerting.flush(10)
+        assert store.outbox_records() == []
+        assert [a.occurrences for a in gate.alerts] == [1, 2]
+    finally:
+        gate.gate.set()
         store.close()
 
 
@@ -356,7 +454,7 @@ def test_records_of_live_processes_are_left_to_them(
 
 
 def test_a_bare_fork_child_that_os_exits_leaves_its_alerts_to_the_parent(
-    make_app: Callable[..., tuple[Flask, FlaskAlerting]],
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
 ) -> None:
     parent = os.getpid()
 
@@ -372,6 +470,7 @@ def test_a_bare_fork_child_that_os_exits_leaves_its_alerts_to_the_parent(
     app, alerting = make_app([notifier])
     link = get_state(app).pipeline.link
     assert link is not None
+    create_store(tmp_path)  # it exists: the first store tick registers
     wait_until(lambda: link.registered, 10, "the parent's dispatch thread")
     recorder = sent(app)
     try:

@@ -325,6 +325,62 @@ def test_a_firing_never_confirmed_delivered_is_not_continued(
     assert all(r.levelno == logging.INFO for r in caplog.records if "does not" in r.getMessage())
 
 
+@pytest.mark.parametrize("breach", ["goes on", "ended"])
+def test_a_firing_recorded_in_the_outbox_is_continued(
+    samplers: Callable[..., Sampler],
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    breach: str,
+) -> None:
+    """The first sampler's "firing" alert was recorded in the outbox of a shared store
+    before it went away: whoever takes the record over delivers it, so the next sampler
+    neither fires again nor keeps the breach's end quiet."""
+    lock = tmp_path / "metrics.lock"
+    sent_a: list[Alert] = []
+    a = samplers([rule("cpu", Series(90.0))], submit=sent_a.append, lock_path=str(lock),
+                 clock=clock)  # fmt: skip
+    assert a.tick() and [x.status for x in sent_a] == ["firing"]
+    a.in_outbox(sent_a[0])  # alert_recorded: written into the lock file at once
+    assert _record(lock)["rules"]["cpu"]["notice"] == "recorded"
+    a.stop()
+    sent_b: list[Alert] = []
+    value = 90.0 if breach == "goes on" else 10.0
+    b = samplers([rule("cpu", Series(value))], submit=sent_b.append, lock_path=str(lock),
+                 clock=clock)  # fmt: skip
+    clock.advance(5.0)
+    with caplog.at_level(logging.INFO, logger="flask_alerting"):
+        assert b.tick() and b.leader
+    assert [x.status for x in sent_b] == ([] if breach == "goes on" else ["resolved"])
+    assert "continuing the state of 1 rule(s)" in caplog.text
+    assert "does not continue" not in caplog.text
+
+
+def test_what_becomes_of_a_firing_alert_is_written_into_the_lock_file_at_once(
+    samplers: Callable[..., Sampler], clock: FakeClock, tmp_path: Path
+) -> None:
+    lock = tmp_path / "metrics.lock"
+    ticks = iter(range(100))
+
+    def wall_clock() -> datetime:
+        return datetime(2024, 5, 1, 12, 0, next(ticks), tzinfo=timezone.utc)
+
+    sent: list[Alert] = []
+    sampler = samplers([rule("cpu", Series(90.0), repeat_seconds=10.0)], submit=sent.append,
+                       lock_path=str(lock), clock=clock, wall_clock=wall_clock)  # fmt: skip
+    sampler.tick()
+    clock.advance(10.0)
+    sampler.tick()
+    firing, reminder = sent
+    assert (firing.status, reminder.status) == ("firing", "firing")
+    sampler.in_outbox(firing)
+    assert _record(lock)["rules"]["cpu"]["notice"] == "recorded"
+    sampler.lost(reminder)  # a lost reminder: the "firing" alert went its own way
+    assert _record(lock)["rules"]["cpu"]["notice"] == "recorded"
+    sampler.lost(firing)  # dropped by its notifier's full queue: nobody will deliver it
+    assert _record(lock)["rules"]["cpu"]["notice"] is None
+
+
 @pytest.mark.parametrize(
     ("threshold", "value", "expected"),
     [(95.0, 87.0, []), (80.0, 10.0, ["resolved"])],
@@ -417,6 +473,47 @@ def test_deliveries_are_heard_through_the_signals(
             assert alerting.flush(10)
         # delivered by one notifier of two: someone was told
         assert _record(lock)["rules"]["queue-depth"]["notice"] == notice
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "memory"])
+def test_a_firing_alert_in_the_outbox_is_heard_through_its_signal(
+    make_alerting: Make, tmp_path: Path, clock: FakeClock, storage: str
+) -> None:
+    """With a shared store, the lock file says "recorded" before any notifier has the
+    alert (the outbox recorded it); with ``memory://`` it stays "queued" until a
+    delivery."""
+
+    class Gate(MemoryNotifier):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered = threading.Event()
+            self.gate = threading.Event()
+
+        def send(self, alert: Alert) -> None:
+            self.entered.set()
+            assert self.gate.wait(30), "the gate never opened"
+            super().send(alert)
+
+    lock = tmp_path / "metrics.lock"
+    uri = f"sqlite:///{tmp_path / 'store.sqlite3'}" if storage == "sqlite" else "memory://"
+    app = Flask(f"app-{storage}")
+    app.config.update(ALERTING_METRICS_ENABLED=False, ALERTING_METRICS_LOCK_FILE=str(lock),
+                      ALERTING_METRICS_FOR=0, ALERTING_CPU_THRESHOLD=None,
+                      ALERTING_MEMORY_THRESHOLD=None, ALERTING_STORAGE_URI=uri)  # fmt: skip
+    gate = Gate()
+    alerting = make_alerting(app, notifiers=[gate], clock=clock)
+    alerting.add_rule("queue-depth", lambda: 150.0, threshold=100)
+    sampler = alerting._get_state(app).sampler  # not started: ALERTING_METRICS_ENABLED
+    try:
+        assert sampler.tick()
+        assert gate.entered.wait(10)  # the notifier has it, and holds it
+        expected = "recorded" if storage == "sqlite" else "queued"
+        assert _record(lock)["rules"]["queue-depth"]["notice"] == expected
+    finally:
+        gate.gate.set()
+    with app.app_context():
+        assert alerting.flush(10)
+    assert _record(lock)["rules"]["queue-depth"]["notice"] == "sent"
 
 
 def test_sampling_status_is_current_only_while_a_live_holder_samples(

@@ -38,7 +38,6 @@ from flask_alerting.store import (
 )
 from tests.conftest import FakeClock
 from tests.forking import wait_child
-from tests.servers import wait_until
 from tests.store_support import fork
 
 ME = current_process()
@@ -66,11 +65,13 @@ def test_the_default_store_is_a_sqlite_file_of_this_host_beside_the_lock_file(
         assert os.path.dirname(state.store.path) == str(private_runtime_dir)
         assert state.config.storage_uri is None
         assert state.pipeline.link is not None
-        # The dispatch thread runs from init_app on and opens the store (its first store
-        # tick takes over what ended processes left in the outbox), with nothing raised.
+        # The dispatch thread runs from init_app on (its store tick takes over what ended
+        # processes left in the outbox), but a store file that does not exist holds
+        # nothing: the first alert creates it and registers this process.
         link = state.pipeline.link
-        wait_until(lambda: link.registered, 10, "the dispatch thread's first store tick")
-        assert os.path.exists(state.store.path)
+        alerting.alert("hello")
+        assert alerting.flush(10)
+        assert link.registered and os.path.exists(state.store.path)
     finally:
         alerting.shutdown()
 
@@ -218,6 +219,14 @@ def test_a_process_that_never_used_its_store_leaves_it_untouched(tmp_path: Path)
     assert not path.exists()
 
 
+def created(path: str) -> str:
+    """``path``, once a store there exists (as another process that used it made it)."""
+    store = SQLiteStore(path)
+    store.ping()
+    store.close()
+    return path
+
+
 def reader_now() -> float:
     import time
 
@@ -292,7 +301,11 @@ def make_link(clock: FakeClock) -> Iterator[Callable[..., StoreLink]]:
 def test_the_first_tick_registers_and_heartbeats_renew_the_lease(
     tmp_path: Path, clock: FakeClock, make_link: Callable[..., StoreLink]
 ) -> None:
-    link = make_link(str(tmp_path / "s.sqlite3"))
+    path = str(tmp_path / "s.sqlite3")
+    link = make_link(path)
+    assert link.tick() is not None and not link.registered  # no store yet: left uncreated
+    assert not os.path.exists(path)
+    created(path)  # another process used the store
     assert not link.registered
     due = link.tick()
     assert link.registered
@@ -325,7 +338,7 @@ def test_a_failing_store_is_logged_once_tried_again_and_its_return_logged(
     link = make_link(str(blocker / "s.sqlite3"), retry_after=30.0)
     caplog.set_level(logging.WARNING, logger="flask_alerting")
 
-    link.tick()  # registering fails: the breaker opens, once logged
+    link.ensure_registered()  # the first write: registering fails, the breaker opens
     assert not link.registered and link.state == "open" and not link.available
     (failed,) = [r for r in caplog.records if "failed while registering" in r.getMessage()]
     text = failed.getMessage()
@@ -394,7 +407,7 @@ def test_store_tick_hooks_run_while_the_store_answers(
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.mkdir()
-    link = make_link(str(blocker / "s.sqlite3"))
+    link = make_link(created(str(blocker / "s.sqlite3")))
     ticks: list[float] = []
     link.on_tick(ticks.append)
     link.on_tick(lambda now: 1 / 0)  # a broken hook never stops the others

@@ -8,7 +8,11 @@ store operation of the pipeline, the outbox's run on the dispatch thread.
   :meth:`Outbox.add`; at the end of each dispatch batch :meth:`Outbox.release` records the
   batch in the store (one :meth:`~flask_alerting.store.Store.outbox_put`, never on the
   request path) and only then queues each alert, with its record id, for the notifiers'
-  workers. A record names the notifiers that owe it (:func:`notifier_keys`).
+  workers. A record names the notifiers that owe it (:func:`notifier_keys`). Between
+  the two, each recorded alert is announced (the internal ``alert_recorded`` signal,
+  :data:`flask_alerting.signals.alert_recorded`): from then on it is delivered even if
+  this process is killed, which the metrics sampler records for the process that takes
+  over sampling (:mod:`flask_alerting.metrics.notices`).
 * **Settled per notifier.** A worker that delivered an alert, or gave it up (a permanent
   failure, retries exhausted, its queue full), settles the record (:meth:`Outbox.settle`):
   the record no longer owes that notifier
@@ -19,11 +23,12 @@ store operation of the pipeline, the outbox's run on the dispatch thread.
   (see :data:`SETTLE_WAIT` for why the worker waits, and docs/benchmarks.rst for what
   it costs).
 * **Recovered.** On the store tick (the first when the dispatch thread starts, which
-  ``init_app`` does for a shared store; then every :data:`RECOVER_EVERY` seconds) the
-  outbox takes over the records of processes that are gone
-  (:meth:`~flask_alerting.store.Store.outbox_claim`: pid not alive on this host, lease
-  expired for another host; atomically, so two live processes never take the same record)
-  and delivers them through the notifiers that still owe them, marked as recovered
+  ``init_app`` does for a shared store; then every :data:`RECOVER_EVERY` seconds; never
+  while the store does not exist yet: a default store's file that no process created holds
+  nothing) the outbox registers this process and takes over the records of processes that
+  are gone (:meth:`~flask_alerting.store.Store.outbox_claim`: pid not alive on this host,
+  lease expired for another host; atomically, so two live processes never take the same
+  record) and delivers them through the notifiers that still owe them, marked as recovered
   (``details["recovered"]``: the subject says ``(recovered)``, the body which process
   ended before delivering it). Digests that a process claimed and never delivered come
   back the same way.
@@ -57,6 +62,7 @@ from .._lifecycle import guard
 from ..alert import Alert
 from ..dispatch import Clock
 from ..notifiers.base import Notifier
+from ..signals import alert_recorded, send_safely
 from ..store import Outgoing, ProcessId, Record, StoreError
 from .store_link import StoreLink
 from .worker import NotifierWorker
@@ -120,6 +126,8 @@ class Outbox:
     :param wake: asks the dispatch thread to call :meth:`settle_pending` soon (from a
         worker's thread); returns False when no dispatch thread runs.
     :param clock: monotonic seconds (the pipeline's), for the rounds.
+    :param sender: the sender of ``alert_recorded`` (see
+        :func:`~flask_alerting.signals.weak_sender`); None: not sent.
     """
 
     def __init__(
@@ -129,8 +137,10 @@ class Outbox:
         *,
         wake: Callable[[], bool],
         clock: Clock,
+        sender: object | None = None,
     ) -> None:
         self.link = link
+        self.sender = sender
         self.workers = tuple(workers)
         #: The names of the notifiers in records, in the order of :attr:`workers`.
         self.keys = notifier_keys([w.notifier for w in self.workers])
@@ -176,16 +186,27 @@ class Outbox:
         self._pending.append((alert, record))
 
     def release(self) -> None:
-        """Record the alerts added since the last call (one write for all of them), then
-        queue them for the notifiers. Never raises: without the store, the alerts leave
-        unrecorded."""
+        """Record the alerts added since the last call (one write for all of them),
+        announce those that have a record (``alert_recorded``), then queue them for the
+        notifiers. Never raises: without the store, the alerts leave unrecorded."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         with guard("recording alerts in the outbox"):
-            ids = iter(self._record([alert for alert, record in pending if record is None]))
-            for alert, record in pending:
-                self._hand_over(alert, record if record is not None else next(ids), self.keys)
+            records = iter(self._record([alert for alert, record in pending if record is None]))
+            held = [
+                (alert, record if record is not None else next(records))
+                for alert, record in pending
+            ]
+            # Announced once the store has the records (a kill before that loses the
+            # alert, and nobody may count on it) and before any notifier has them (so
+            # that "recorded" is heard before "sent").
+            if self.sender is not None:
+                for alert, record in held:
+                    if record is not None:
+                        send_safely(alert_recorded, self.sender, alert=alert)
+            for alert, record in held:
+                self._hand_over(alert, record, self.keys)
         self.settle_pending()  # the queues that were full
 
     def _record(self, alerts: list[Alert]) -> list[str | None]:
@@ -328,6 +349,8 @@ class Outbox:
                 self._write([], {})
         moment = self.clock()
         link = self.link
+        if not link.used and not link.store.may_hold_records():
+            return  # nothing to take over, nothing of ours: the store stays uncreated
         try:
             if moment >= self._next_recovery:
                 self._next_recovery = moment + RECOVER_EVERY
@@ -350,6 +373,11 @@ class Outbox:
         if limit < 1:
             return False  # the notifiers' queues are full enough: later
         link = self.link
+        # Registered before it holds records of its own (else other hosts would take
+        # this process for ended, and take them over too).
+        link.ensure_registered()
+        if not link.registered:
+            return False  # the store failed (the breaker is open): later
         records = link.call(
             "taking over the undelivered alerts of ended processes",
             lambda: link.store.outbox_claim(owner=link.process, now=now, limit=limit),

@@ -37,7 +37,7 @@ from ..notifiers.base import Notifier
 from ..signals import weak_sender
 from ..store import Store
 from .drops import Overflow, report_kept, report_undelivered
-from .outbox import Direct, Outbox, gather
+from .outbox import Direct, Outbox, gather, notifier_keys
 from .shared_throttle import SharedThrottle
 from .store_link import StoreLink, wall_clock
 from .worker import NotifierWorker, RetryPolicy
@@ -158,11 +158,17 @@ class Pipeline:
                 self.link,
                 self.throttle_seconds,
                 self.clock,
-                notifiers=[notifier.name for notifier in self.notifiers],
+                notifiers=notifier_keys(self.notifiers),  # the names records use
                 labels=self.labels,
             )
         if self.link is not None:
-            self.outbox = Outbox(self.link, self.workers, wake=self._settle_soon, clock=self.clock)
+            self.outbox = Outbox(
+                self.link,
+                self.workers,
+                wake=self._settle_soon,
+                clock=self.clock,
+                sender=self.sender,
+            )
         self.delivery: Outbox | Direct = self.outbox or Direct(self.workers)
         self.dispatcher = Dispatcher(
             sender=self.sender,
@@ -279,7 +285,9 @@ class Pipeline:
         self.delivery.release()
 
     def _deliver(self, alert: Alert) -> None:
-        self.delivery.add(alert)  # with an outbox: recorded, then queued, at the release
+        # With an outbox: recorded (unless a claimed digest, which the store recorded),
+        # then queued, at the release.
+        self.delivery.add(alert, self.dispatcher.throttle.record_of(alert))
 
     def _settle_soon(self) -> bool:
         """Have the dispatch thread write the outbox's settlements now (see gather)."""

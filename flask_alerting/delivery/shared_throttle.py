@@ -123,7 +123,11 @@ class SharedThrottle:
             collections.OrderedDict()
         )
         self._evicted: list[Alert] = []
-        self._to_delete: list[str] = []  # outbox records of digests handed over
+        # Outbox records of claimed digests: handed over with their digest (by id, with
+        # the digest kept so that the id stays its own) until delivery takes them over
+        # (record_of) or the flood guard folds them (discard); then to delete.
+        self._handed: dict[int, tuple[Alert, str]] = {}
+        self._to_delete: list[str] = []
         self._next_flush = clock()
         # Not before the first alert is handled: the store's first answer may be slow.
         self._next_claim = clock() + CLAIM_EVERY
@@ -347,6 +351,9 @@ class SharedThrottle:
 
     def _claim(self, out: list[Alert]) -> None:
         """Claim the store's due windows (any process's): their digests go to ``out``."""
+        # Those handed over before were delivered or folded since (in the same dispatch
+        # step); one that is left here (an error in between) keeps its record.
+        self._handed.clear()
         self._delete_handed()
         now = self.wall()
         try:
@@ -383,8 +390,28 @@ class SharedThrottle:
             if alert is None:
                 alert = self._unreadable(digest)
             out.append(alert)
-            self._to_delete.append(digest.record)
+            self._handed[id(alert)] = (alert, digest.record)
         return out
+
+    def record_of(self, digest: Alert) -> str | None:
+        """The outbox record the store made for ``digest`` when it was claimed (owed by
+        the notifiers named at construction): its delivery settles that record, as any
+        recorded alert's, so that a process killed before the digest left has it
+        recovered by another, and none is recorded twice. None for an alert that is not
+        a claimed digest."""
+        handed = self._handed.pop(id(digest), None)
+        if handed is None or handed[0] is not digest:
+            return None
+        return handed[1]
+
+    def discard(self, digest: Alert) -> None:
+        """``digest`` will not be delivered on its own (the flood guard folded it into
+        its summary): its record goes."""
+        record = self.record_of(digest)
+        if record is not None:
+            self._to_delete.append(record)
+            if self.link.left:  # no claim follows: now
+                self._delete_handed(force=True)
 
     def _unreadable(self, digest: Digest) -> Alert:
         """A digest whose stored alert cannot be read: shaped like this process's last
@@ -408,11 +435,10 @@ class SharedThrottle:
         )
 
     def _delete_handed(self, force: bool = False) -> None:
-        """Delete the outbox records of digests handed over for delivery.
-
-        The store records a claimed digest in the claimer's outbox; until the durable
-        outbox delivers from there, a digest is deleted once handed to the notifier
-        workers (a process killed in between loses it, as any alert in its queues)."""
+        """Delete the outbox records of digests that the flood guard folded (its summary
+        counts them). A digest that was handed over and neither delivered nor folded
+        (an error in between) keeps its record: the outbox of whoever takes over this
+        process's records delivers it, rather than none."""
         records, self._to_delete = self._to_delete, []
         if not records:
             return

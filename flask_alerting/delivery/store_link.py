@@ -14,10 +14,14 @@ processes share: ``memory://`` needs none, and keeps the per-process path of 0.1
   seconds one call is let through as a trial, and the first that succeeds closes it and
   logs the return, once. An unexpected exception of a store counts as a failure too, so
   that a bug in a backend costs no alert.
-* **Registration**: the first :meth:`StoreLink.tick`, or the first write to the store
-  (:meth:`StoreLink.ensure_registered`), registers this process (host, pid, start time)
-  with a lease of :data:`LEASE` seconds, renewed every :data:`HEARTBEAT` seconds (the
-  lease tells other hosts that it is alive; on its own host the OS does).
+* **Registration**: the first :meth:`StoreLink.tick` once the store exists, or the
+  first write to the store (:meth:`StoreLink.ensure_registered`), registers this process
+  (host, pid, start time) with a lease of :data:`LEASE` seconds, renewed every
+  :data:`HEARTBEAT` seconds (the lease tells other hosts that it is alive; on its own
+  host the OS does). Until then the tick does nothing: a store that no process created
+  (a default store's SQLite file that does not exist) holds nothing to take over or
+  claim, and a process with nothing to store (an idle worker, a ``flask`` command, a
+  test's app) leaves it uncreated.
   The heartbeat is also the breaker's trial while the store is down, and registers again
   once the store is back (a restarted Redis forgot everything).
   :meth:`StoreLink.leave` deregisters it when the app shuts down and says whether it
@@ -125,7 +129,7 @@ class StoreLink:
         self.registered = False
         #: Whether this process ever asked the store anything.
         self.used = False
-        self._next_heartbeat = clock()  # the first tick registers
+        self._next_heartbeat = clock()  # the first tick registers (see tick)
         self._next_tick = clock()
         self._hooks: list[Callable[[float], None]] = []
         self._left = False
@@ -220,6 +224,8 @@ class StoreLink:
         if self._left:
             return None
         now = self.clock()
+        if not self.used and not self.store.may_hold_records():
+            return now + self.tick_interval  # a store nobody created yet: left uncreated
         if now >= self._next_heartbeat:
             self._renew(now)
         if now >= self._next_tick and self.available:

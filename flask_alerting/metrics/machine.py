@@ -16,10 +16,12 @@ rule's definition, :class:`~.rules.Rule`, says how far below).
 
 A "resolved" alert only follows a "firing" one that someone was told of: the machine
 keeps the :attr:`~RuleMachine.notice` of the current breach (its "firing" alert handed to
-delivery, or confirmed delivered), and a breach that ends without one resolves quietly
-(:attr:`Event.notified` is False). A state continued from another process
-(:meth:`RuleMachine.restore`) keeps "firing" only when that process's alert was confirmed
-delivered for the same rule definition (:func:`~.rules.same_definition`).
+delivery, recorded in the durable outbox of a shared store, or confirmed delivered), and
+a breach that ends without one resolves quietly (:attr:`Event.notified` is False). A
+state continued from another process (:meth:`RuleMachine.restore`) keeps "firing" only
+when that process's alert is sure to reach someone, for the same rule definition
+(:func:`~.rules.same_definition`): confirmed delivered, or recorded in the outbox (whoever
+takes the record over delivers it, even after a SIGKILL).
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ State = Literal["ok", "pending", "firing"]
 ShownState = Literal["ok", "pending", "firing", "unknown"]
 EventKind = Literal["firing", "reminder", "resolved"]
 #: What became of the "firing" alert of a breach: handed to this process's delivery
-#: pipeline ("queued"), or delivered by at least one notifier ("sent").
-Notice = Literal["queued", "sent"]
+#: pipeline ("queued"), recorded in the durable outbox of a shared store ("recorded":
+#: delivered by this process or, if it dies, by the one that takes the record over), or
+#: delivered by at least one notifier ("sent"). Only "queued" is lost with the process.
+Notice = Literal["queued", "recorded", "sent"]
+#: The notices that a process taking over continues as "firing" (see
+#: :meth:`RuleMachine.restore`).
+KEPT_NOTICES: frozenset[str] = frozenset({"recorded", "sent"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +124,7 @@ class RuleMachine:
         self.changed_at: float | None = None
         self.sampled_at: float | None = None
         #: What became of the current breach's "firing" alert (None: none was sent, or
-        #: it was lost): see :meth:`confirm` and :meth:`lose`.
+        #: it was lost): see :meth:`recorded`, :meth:`confirm` and :meth:`lose`.
         self.notice: Notice | None = None
         #: Set by :meth:`restore`: what of a recorded state was not continued, and why.
         self.dropped: str | None = None
@@ -176,6 +183,19 @@ class RuleMachine:
         self.error = error
         self.sampled_at = self.clock()
 
+    def recorded(self) -> bool:
+        """The current breach's "firing" alert was recorded in the durable outbox of a
+        shared store: it will be delivered, by this process or, should this one be
+        killed, by the next process of the store (marked as recovered).
+
+        :return: True when that is news (the state to record changed): only a "queued"
+            notice becomes "recorded" (a "sent" one stays, a lost one stays lost).
+        """
+        if self.state != "firing" or self.notice != "queued":
+            return False
+        self.notice = "recorded"
+        return True
+
     def confirm(self) -> bool:
         """A notifier delivered an alert of the current breach ("firing" or a reminder).
 
@@ -187,9 +207,10 @@ class RuleMachine:
         return True
 
     def lose(self) -> bool:
-        """The current breach's "firing" alert was lost before any delivery (dropped):
-        its resolution will be quiet. True when that changed the notice."""
-        if self.state != "firing" or self.notice != "queued":
+        """The current breach's "firing" alert was lost before any delivery (dropped: a
+        full queue, which also settles its outbox record for that notifier): its
+        resolution will be quiet. True when that changed the notice."""
+        if self.state != "firing" or self.notice not in ("queued", "recorded"):
             return False
         self.notice = None
         return True
@@ -265,11 +286,14 @@ class RuleMachine:
         - a snapshot of another definition of the rule (:func:`~.rules.same_definition`: its
           threshold changed between two runs) continues nothing: the rule starts afresh,
           so the new threshold never resolves a breach of the old one;
-        - "firing" is continued only when its alert was confirmed delivered
-          (``notice == "sent"``); else the breach goes on as "pending" since it began,
-          so it fires at the next sample that still breaches (the alert that may never
-          have left leaves now) and ends quietly otherwise: no "resolved" alert for a
-          "firing" one nobody received.
+        - "firing" is continued only when its alert is sure to reach someone: it was
+          confirmed delivered (``notice == "sent"``), or recorded in the durable outbox
+          of a shared store (``"recorded"``: the process that takes the record over
+          delivers it, marked as recovered, so firing again would say it twice). Else
+          (``"queued"``: it was in the dead process's memory only) the breach goes on
+          as "pending" since it began, so it fires at the next sample that still
+          breaches (the alert that may never have left leaves now) and ends quietly
+          otherwise: no "resolved" alert for a "firing" one nobody received.
         """
         self.dropped = None
         try:
@@ -298,16 +322,17 @@ class RuleMachine:
             )
             return True
         notice = data.get("notice")
-        if continuing and state == "firing" and notice != "sent":
-            # Nobody is known to have received the "firing" alert: continue the breach,
-            # not the notification.
+        if continuing and state == "firing" and notice not in KEPT_NOTICES:
+            # Nobody is known to have received the "firing" alert, nor will anyone
+            # deliver it: continue the breach, not the notification.
             state = "pending"
             times["last_notified"] = None
             times["changed_at"] = times["breach_started"]
             reminders = 0
             self.dropped = (
-                "its 'firing' alert was never confirmed delivered: it fires again if the "
-                "breach goes on, and ends without a 'resolved' alert if not"
+                "its 'firing' alert was never confirmed delivered (nor recorded in the "
+                "outbox of a shared store): it fires again if the breach goes on, and "
+                "ends without a 'resolved' alert if not"
             )
         # A time in the future (another clock, a forged file) would postpone reminders
         # and "since" indefinitely: nothing happened later than now.
@@ -323,5 +348,7 @@ class RuleMachine:
         self.sampled_at = times["sampled_at"]
         self.reminders = reminders
         self.error = error if isinstance(error, str) else None
-        self.notice = notice if state == "firing" and notice in ("queued", "sent") else None
+        self.notice = (
+            notice if state == "firing" and notice in ("queued", "recorded", "sent") else None
+        )
         return True

@@ -12,7 +12,9 @@ they are current (:mod:`.status`).
 
 A "resolved" alert is only sent for a breach whose "firing" alert someone was told of:
 the sampler hears what became of its "firing" alerts (:mod:`.notices`) and records it, so
-the process that takes over continues "firing" only when that alert was delivered.
+the process that takes over continues "firing" only when that alert was delivered or
+recorded in the durable outbox of a shared store (then it is delivered, marked as
+recovered, by whoever takes the record over).
 
 The reloader's parent process never samples; after ``fork()`` the child gets a fresh
 thread (the parent's thread does not exist there) and never unlocks the parent's lock.

@@ -1,19 +1,19 @@
 """The rule states the sampling process records in its lock file (see :mod:`.election`).
 
 The process holding the lock writes its rules' states after each sample, and again when
-a notifier confirms the delivery of a "firing" alert. So the next holder (after a crash,
-a gunicorn worker recycled) continues the same breaches instead of alerting about them
-again, and ``flask alerting status`` in any process can show them, with the age of the
-last sample and the process that took it (:mod:`.status` tells whether they are
-current).
+a "firing" alert is recorded in the durable outbox, confirmed delivered by a notifier,
+or dropped. So the next holder (after a crash, a gunicorn worker recycled) continues
+the same breaches instead of alerting about them again, and ``flask alerting status``
+in any process can show them, with the age of the last sample and the process that
+took it (:mod:`.status` tells whether they are current).
 
 The record is one JSON document: the writer's pid and start time, the host's boot time,
 the clock (of the write and of the last sample) and interval of the writer, and each
-rule's :meth:`~.machine.RuleMachine.snapshot` (with the rule's definition and whether its
-"firing" alert was delivered). It is padded with spaces to the file's size and written
-with one ``pwrite``, never truncated (:meth:`.election.Election.write`), so the file is
-always readable whole; readers also ignore whatever follows the document. A record of
-another boot is ignored; one older than a sampler would leave it
+rule's :meth:`~.machine.RuleMachine.snapshot` (with the rule's definition and what
+became of its "firing" alert: its notice). It is padded with spaces to the file's size
+and written with one ``pwrite``, never truncated (:meth:`.election.Election.write`), so
+the file is always readable whole; readers also ignore whatever follows the document.
+A record of another boot is ignored; one older than a sampler would leave it
 (:meth:`SharedStates.fresh`) is shown as such but never continued.
 """
 

@@ -201,6 +201,12 @@ class Store(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional: a no-op for stores without one
         """Release connections; the store reconnects if used again."""
 
+    def may_hold_records(self) -> bool:
+        """False only when the store certainly holds nothing and asking it would create
+        it (a SQLite file that does not exist): a process with nothing of its own to
+        store then leaves it uncreated. Cheap; never raises."""
+        return True
+
 
 # -- helpers shared by the backends written in Python --------------------------------------
 

@@ -241,6 +241,9 @@ class SQLiteStore(Store):
         else:  # a forked child never closes its parent's connection
             _ABANDONED.append(conn)
 
+    def may_hold_records(self) -> bool:
+        return os.path.lexists(self.path)
+
     def ping(self) -> None:
         with self._tx() as conn:
             conn.execute("SELECT count(*) FROM windows").fetchone()
