@@ -38,9 +38,16 @@ by ``init_app``) covers those it can:
 
   The helper thread and the bound are what make it safe: the handler runs on the main
   thread between two bytecodes, possibly while that thread holds a lock the shutdown
-  needs; the wait then ends at the bound instead of never. A signal that interrupts the
-  exit hooks running on the main thread (at the interpreter's exit) lets them finish and
-  is sent again after them; a second SIGTERM while flushing changes nothing.
+  needs; the wait then ends at the bound instead of never. One such lock is known to be
+  needed: the import system's, which the main thread holds while it imports (an
+  application importing lazily, another exit hook), and without which the threads that
+  deliver cannot import anything (the e-mail package imports lazily). A signal that
+  stops the main thread there lets it go on: the exit hooks run on a helper thread, with
+  the same bound, and the signal is then sent again to the main thread, whose handler
+  ends the process (or, should it not take the signal within :data:`SIGTERM_GRACE`,
+  the helper ends it with status 143). A signal that interrupts the exit hooks running
+  on the main thread (at the interpreter's exit) lets them finish and is sent again
+  after them; a second SIGTERM while flushing changes nothing.
 
   An application's or a server's own handler (gunicorn's workers, Werkzeug's reloader)
   is never replaced and still runs; those end through ``sys.exit()``, where :mod:`atexit`
@@ -48,15 +55,16 @@ by ``init_app``) covers those it can:
   ours, and the same holds for it.
 * **a multiprocessing child** started by ``fork`` or ``forkserver`` returns from its
   target and ends with :func:`os._exit`, after running :mod:`multiprocessing`'s own
-  finalisers (a ``spawn`` child ends through ``sys.exit()``, where :mod:`atexit` runs
-  the hooks). A ``multiprocessing.util.Finalize`` runs the exit hooks there. It must be
-  registered after the child's bootstrap has cleared the finalisers it inherited, so it
-  is registered by ``multiprocessing.util.register_after_fork``, which the bootstrap
-  runs after clearing them: by this module's fork hook in every forked child (``fork``,
-  and ``forkserver`` children of a server that initialised the app), by ``init_app`` in
-  a child that builds the app before its bootstrap (``spawn``, ``forkserver``), or at
-  once by ``init_app`` in a child that builds it in its target. :mod:`multiprocessing`
-  is never imported for this, only looked up.
+  finalisers (a ``spawn`` child ends through ``sys.exit()``, after them too). A
+  ``multiprocessing.util.Finalize`` runs the exit hooks there, in every child: when its
+  work is done, before it waits for children of its own and before the interpreter's
+  exit. ``init_app`` registers it at once in any process that uses
+  :mod:`multiprocessing` (the parent too, where it runs at the interpreter's exit): a
+  ``spawn`` or ``forkserver`` child builds the app before its bootstrap, which keeps the
+  finalisers it finds. The bootstrap of a ``fork`` child clears the finalisers it
+  inherited, then runs the hooks of ``multiprocessing.util.register_after_fork``, which
+  register it again: this module's fork hook registers that in every forked child.
+  :mod:`multiprocessing` is never imported for this, only looked up.
 * **SIGKILL**, an OOM kill, a crash: nothing runs. The alert log, written by the
   dispatch thread as alerts come in, keeps what was raised until shortly before.
 
@@ -83,7 +91,10 @@ logger = logging.getLogger("flask_alerting")
 #: end of a multiprocessing child).
 EXIT_ORDER: tuple[str, ...] = ("metrics", "delivery")
 #: The stages of the hooks run in a forked child, in the order they run.
-FORK_ORDER: tuple[str, ...] = ("delivery", "metrics", "timing")
+FORK_ORDER: tuple[str, ...] = ("store", "delivery", "metrics", "timing")
+#: The stages of the hooks run by the thread that forks, just before the fork and just
+#: after it in the parent (see :func:`around_fork`), in the order they run.
+AROUND_FORK_ORDER: tuple[str, ...] = ("store",)
 
 #: Seconds the SIGTERM handler waits beyond the stages' budgets (log lines, joins).
 SIGTERM_GRACE = 0.5
@@ -163,6 +174,8 @@ class Hooks:
 
 _exit_hooks = Hooks(EXIT_ORDER, "at exit")
 _fork_hooks = Hooks(FORK_ORDER, "after fork")
+_before_fork_hooks = Hooks(AROUND_FORK_ORDER, "before fork")
+_parent_fork_hooks = Hooks(AROUND_FORK_ORDER, "after fork in the parent")
 
 
 def at_exit(
@@ -179,6 +192,19 @@ def after_fork(stage: str, hook: Callable[[], object]) -> None:
     _fork_hooks.register(stage, hook)
 
 
+def around_fork(
+    stage: str, before: Callable[[], object], after_in_parent: Callable[[], object]
+) -> None:
+    """Run ``before`` in the thread that forks, just before the fork, and
+    ``after_in_parent`` in that thread just after it, in the parent, in the place of
+    ``stage`` in :data:`AROUND_FORK_ORDER` (the child runs its stage of
+    :data:`FORK_ORDER`). For work that must not be under way on another thread while the
+    process is copied: a C library's lock copied held stays held in the child for good.
+    """
+    _before_fork_hooks.register(stage, before)
+    _parent_fork_hooks.register(stage, after_in_parent)
+
+
 def exit_budget() -> float:
     """Seconds the exit hooks may take now: the sum of their stages' budgets."""
     return _exit_hooks.budget()
@@ -192,6 +218,10 @@ _exit_lock = threading.Lock()
 _exit_runners: set[threading.Thread] = set()
 #: Signals that arrived while the main thread ran the exit hooks; re-sent after them.
 _deferred_signals: list[int] = []
+#: Set once the flush of a signal that came while the main thread was importing is over
+#: (it runs in the background: see :func:`_on_sigterm`); None when there is none.
+_background_over: threading.Event | None = None
+_background_signal = 0
 
 
 def run_exit_hooks() -> None:
@@ -207,18 +237,24 @@ def run_exit_hooks() -> None:
             _exit_hooks.run()
     finally:
         _exit_runners.discard(me)
-    if _deferred_signals and me is threading.main_thread():
-        _resend(_deferred_signals[0])
+    if me is threading.main_thread():
+        over = _background_over
+        if over is not None:  # a signal's flush ran meanwhile: it ends the process now
+            over.wait(SIGTERM_GRACE)
+            _resend(_background_signal)
+        if _deferred_signals:
+            _resend(_deferred_signals[0])
 
 
 def run_fork_hooks() -> None:
     """Run the hooks of a forked child, stage by stage (see :data:`FORK_ORDER`)."""
-    global _exit_lock, _handling
+    global _exit_lock, _handling, _background_over
     # A lock copied held, a run or a signal of the parent's: none of them is the child's.
     _exit_lock = threading.Lock()
     _exit_runners.clear()
     _handling = False
     _deferred_signals.clear()
+    _background_over = None
     if _wanted:
         with guard("watching for the end of a multiprocessing child"):
             _watch_multiprocessing()
@@ -269,6 +305,9 @@ def install_sigterm() -> bool:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Flush (bounded), then end the process with the signal, as its default would."""
     global _handling
+    over = _background_over
+    if over is not None and over.is_set():
+        _resend(_background_signal)  # the flush that ran in the background is over
     if threading.current_thread() in _exit_runners:
         # The exit hooks run on this thread (at exit, or a multiprocessing finaliser) and
         # the signal interrupted them: they finish, then send it again.
@@ -278,6 +317,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         return  # the first one is already flushing and then ends the process
     _handling = True
     budget = exit_budget() + SIGTERM_GRACE
+    if _importing(frame) and _flush_in_background(signum, budget):
+        # The main thread was stopped inside the import system, whose lock it may hold:
+        # the threads that deliver could not import anything (the e-mail package does,
+        # lazily) until it goes on. It goes on; the process ends after the flush.
+        return
+    _flush(signum, budget)
+    _resend(signum)
+
+
+def _flush(signum: int, budget: float) -> None:
+    """Run the exit hooks on a helper thread and wait for them at most ``budget`` s."""
     helper = threading.Thread(target=run_exit_hooks, name="flask-alerting-sigterm", daemon=True)
     if start_thread(helper):
         helper.join(budget)
@@ -291,7 +341,52 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     else:  # no thread can start (the interpreter is exiting): flush here
         with guard("flushing alerts on a signal"):
             run_exit_hooks()
-    _resend(signum)
+
+
+#: The modules of the import system (frozen in every Python 3).
+_IMPORT_SYSTEM = frozenset({"importlib._bootstrap", "importlib._bootstrap_external"})
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the main thread, stopped at ``frame``, is inside the import system (in a
+    finder, a loader, or the body of a module being imported)."""
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _IMPORT_SYSTEM:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _flush_in_background(signum: int, budget: float) -> bool:
+    """:func:`_flush` on a thread of its own, which then has the main thread end the
+    process (see :func:`_end_after_flush`). False when no thread can start."""
+    global _background_over, _background_signal
+    over = threading.Event()
+    _background_over, _background_signal = over, signum
+
+    def flush_then_end() -> None:
+        _flush(signum, budget)
+        over.set()
+        _end_after_flush(signum)
+
+    thread = threading.Thread(target=flush_then_end, name="flask-alerting-sigterm-wait",
+                              daemon=True)  # fmt: skip
+    if start_thread(thread):
+        return True
+    _background_over = None
+    return False
+
+
+def _end_after_flush(signum: int) -> None:
+    """After a flush in the background: the signal again, to the main thread, whose
+    handler (this module's) then ends the process as the default action would. Should
+    the main thread not take it within :data:`SIGTERM_GRACE` (it runs C code that
+    signals do not interrupt, or it blocks them), the process ends here, with the status
+    a shell reports for the signal."""
+    with guard("ending the process after a signal"):
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+    threading.Event().wait(SIGTERM_GRACE)
+    os._exit(128 + signum)
 
 
 def _resend(signum: int) -> None:
@@ -328,15 +423,14 @@ def _watch_multiprocessing() -> None:
         return
     if _watching_pid != os.getpid():
         _watching_pid = os.getpid()
-        util.register_after_fork(_TOKEN, _finalize_in_child)
-    process = sys.modules.get("multiprocessing.process")
-    if process is not None and process.parent_process() is not None:
-        _finalize_in_child(_TOKEN)  # a child already past its bootstrap
+        util.register_after_fork(_TOKEN, _finalize_here)
+    _finalize_here(_TOKEN)
 
 
-def _finalize_in_child(token: object) -> None:
-    """Register the finaliser that runs the exit hooks at the end of this
-    multiprocessing child (once; again after a bootstrap cleared it)."""
+def _finalize_here(token: object) -> None:
+    """Register the finaliser that runs the exit hooks at the end of this process, as
+    :mod:`multiprocessing` ends it (once; again after a fork child's bootstrap cleared
+    it)."""
     global _finalizer, _finalizer_pid
     util = sys.modules.get("multiprocessing.util")
     if util is None:
@@ -359,5 +453,9 @@ def install_process_hooks() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=run_fork_hooks)
+    os.register_at_fork(
+        before=_before_fork_hooks.run,
+        after_in_parent=_parent_fork_hooks.run,
+        after_in_child=run_fork_hooks,
+    )
 atexit.register(run_exit_hooks)

@@ -64,18 +64,22 @@ def test_an_unknown_stage_is_refused() -> None:
 
 def test_every_stage_has_its_hook_in_the_documented_order() -> None:
     """The modules registered their hooks (importing flask_alerting is enough). At exit
-    the sources stop before the pipelines flush and close; in a forked child the
-    pipelines start over before the samplers restart and raise into them."""
+    the sources stop before the pipelines flush and close; in a forked child the store
+    takes its own locks, then the pipelines start over before the samplers restart and
+    raise into them. Around a fork, the store waits for the operations under way."""
     import flask_alerting  # noqa: F401
 
     exit_hooks = _lifecycle._exit_hooks
     fork_hooks = _lifecycle._fork_hooks
     assert [s for s in exit_hooks.stages if s in exit_hooks._hooks] == ["metrics", "delivery"]
     assert [s for s in fork_hooks.stages if s in fork_hooks._hooks] == [
+        "store",
         "delivery",
         "metrics",
         "timing",
     ]
+    for around in (_lifecycle._before_fork_hooks, _lifecycle._parent_fork_hooks):
+        assert [s for s in around.stages if s in around._hooks] == ["store"]
 
 
 # -- the SIGTERM handler: where it is installed, and where not ------------------------------

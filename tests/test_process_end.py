@@ -420,6 +420,91 @@ def test_sigterm_to_the_init_process_of_a_container_flushes_and_ends_it(
     assert received(smtp_server) == [1, ERRORS - 1], server.output()
 
 
+#: A notifier that first imports a module on its delivery thread (the e-mail package does,
+#: lazily), and a finder that has the process sent SIGTERM while the main thread is in the
+#: import system, whose lock it holds there: the notifier cannot import until it goes on.
+IMPORTING = """
+import importlib.machinery
+here = os.path.dirname(out)
+with open(os.path.join(here, "late_module.py"), "w", encoding="utf-8") as f:
+    f.write("LATE = True\\n")
+sys.path.insert(0, here)
+importing = threading.Event()
+
+class ImportingNotifier(FileNotifier):
+    def send(self, alert):
+        importing.wait(30)
+        import late_module
+        super().send(alert)
+
+class SigtermOnImport(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "trigger_module":
+            importing.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SigtermOnImport)
+
+def import_trigger():
+    try:
+        import trigger_module
+    except ImportError:
+        pass
+
+app = Flask("importing")
+alerting = FlaskAlerting(app, notifiers=[ImportingNotifier(out)], shutdown_timeout=2.0,
+                         metrics_enabled=False)
+alerting.alert("raised")
+"""
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "running",
+        pytest.param(
+            "at exit",
+            marks=pytest.mark.skipif(
+                sys.version_info[:2] == (3, 12),
+                reason="Python 3.12 starts no thread at exit: the flush runs on the main "
+                "thread there, bounded by the shutdown timeout",
+            ),
+        ),
+    ],
+)
+def test_sigterm_while_the_main_thread_imports_lets_the_import_finish_then_flushes(
+    tmp_path: Path, when: str
+) -> None:
+    """The main thread holds the import lock when the SIGTERM comes (an application
+    importing lazily, or another exit hook, as in a ``multiprocessing`` pool worker that
+    ``terminate()`` stops). Waiting there for the flush would keep the threads that
+    deliver from importing anything: nothing would leave. The main thread goes on, the
+    flush runs beside it, and then the signal ends the process."""
+    if when == "running":
+        body = IMPORTING + textwrap.dedent(
+            """
+            import_trigger()
+            threading.Event().wait(60)  # the signal ends the process before this ends
+            print("not reached")
+            """
+        )
+    else:
+        body = IMPORTING + textwrap.dedent(
+            """
+            import atexit
+            atexit.register(import_trigger)  # runs before the exit hooks (registered first)
+            """
+        )
+    done = run_script(tmp_path, body)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert "not reached" not in done.stdout
+    assert "took more than" not in done.stderr
+    lines = (tmp_path / "delivered.txt").read_text(encoding="utf-8").splitlines()
+    assert lines == ["raised|1"]
+
+
 def test_sigint_in_a_script_runs_the_exit_hooks(tmp_path: Path) -> None:
     """An uncaught KeyboardInterrupt ends the process through the interpreter's exit
     (status -2 since Python 3.8), which runs the exit hooks."""
@@ -502,3 +587,63 @@ def test_alerts_of_pool_workers_are_delivered(
     sent = senders(smtp_server)
     assert len(sent) == 6  # one alert per task
     assert set(sent) <= set(workers)
+
+
+GRANDCHILD = """
+import multiprocessing
+here = os.path.dirname(out)
+marker = os.path.join(here, "marker")
+app = Flask("grandchildren")
+app.config["ALERTING_STORAGE_URI"] = "memory://"  # the child's digest is its own to send
+alerting = FlaskAlerting(app, notifiers=[FileNotifier(out)], metrics_enabled=False)
+
+def wait_for_the_marker():
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        threading.Event().wait(0.02)
+
+def work(method):
+    multiprocessing.get_context(method).Process(target=wait_for_the_marker).start()
+    for _ in range(3):
+        alerting.alert("storm")  # the first leaves at once, the digest of 2 at the end
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[2])
+    child = context.Process(target=work, args=(sys.argv[2],))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0, child.exitcode
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_childs_alerts_leave_when_its_work_ends_not_when_its_own_children_do(
+    tmp_path: Path, method: str
+) -> None:
+    """A child that returns while a child of its own still runs: multiprocessing waits
+    for that one before the child ends, but runs its finalisers first, ours among them,
+    whatever the start method: the digest leaves while the grandchild still runs."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_HEAD + GRANDCHILD, encoding="utf-8")
+    delivered = tmp_path / "delivered.txt"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(delivered), method],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        pause = threading.Event()
+        while "storm|2" not in (delivered.read_text(encoding="utf-8") if delivered.exists()
+                                else ""):  # fmt: skip
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            pause.wait(0.05)
+        assert not (tmp_path / "marker").exists()  # the grandchild still runs
+    finally:
+        (tmp_path / "marker").touch()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert delivered.read_text(encoding="utf-8").splitlines() == ["storm|1", "storm|2"]

@@ -279,8 +279,6 @@ def test_a_killed_window_owners_digest_leaves_from_another_worker(
     first = smtp_server.wait_for(1)[0]
     owner = raised_by(first)[0]
     workers = {r.pid for r in results}
-    # Another worker raised too: its dispatch thread runs (it starts with a process's
-    # first alert), so it claims due windows, whoever opened them.
     assert owner in workers and len(workers) >= 2, workers
     store = host.default_store()
     try:

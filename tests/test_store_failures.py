@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import stat
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from flask_alerting.store import (
     current_process,
     parse_storage_uri,
 )
+from flask_alerting.store import sqlite as sqlite_store
 from tests.conftest import FakeClock
 from tests.forking import wait_child
 from tests.servers import RedisServer
@@ -237,6 +239,26 @@ def test_a_sqlite_file_locked_by_another_process(tmp_path: Path) -> None:
     assert_all_work(store)
 
 
+def test_a_new_file_that_another_process_is_setting_up_is_waited_for(tmp_path: Path) -> None:
+    """The workers of a server that start on a fresh runtime directory open the new store
+    together: while one sets the file up, SQLite answers the others' switch to WAL mode
+    "locked" at once, whatever the busy timeout (the message then claimed the file had
+    stayed locked past it). They wait their turn instead of falling back."""
+    path = tmp_path / "s.sqlite3"
+    path.touch(mode=0o600)  # as the store creates it: empty, ours
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process setting the new file up
+    release = threading.Timer(0.2, holder.execute, args=("COMMIT",))
+    release.start()
+    try:
+        store = SQLiteStore(str(path), timeout=30)
+        store.register(ME, now=NOW, lease=30)
+        assert [p.process for p in store.processes(now=NOW)] == [ME]
+    finally:
+        release.join()
+        holder.close()
+
+
 def test_a_full_disk(tmp_path: Path) -> None:
     """A child whose file size limit stands for a full disk: writes fail, as StoreError."""
     import resource
@@ -339,3 +361,82 @@ def test_a_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
     assert wait_child(pid, timeout=30) == 0
     assert [r.alert.title for r in store.outbox_records() if r.alert] == ["boom"]
     assert store.windows(now=NOW) == [] and sys.platform != "win32"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_the_operation_another_thread_has_under_way(tmp_path: Path) -> None:
+    """The dispatch thread is in the middle of an operation (here waiting for another
+    connection's write) when the application forks: SQLite's mutexes and locks would be
+    copied into the child as they are then, and its first operation could hang for good.
+    The fork waits until the operation is over: the child sees it written, and its own
+    operations work."""
+    path = str(tmp_path / "s.sqlite3")
+    store = SQLiteStore(path, timeout=30)
+    store.ping()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    thread = threading.Thread(
+        target=lambda: store.outbox_put([Outgoing(alert(title="waited"))], owner=ME, now=NOW)
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not store._lock.locked():  # the operation is under way
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.01)
+    release = threading.Timer(0.3, holder.execute, args=("ROLLBACK",))
+    release.start()
+    pid = fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        try:
+            store.timeout = 2.0
+            store.outbox_put([Outgoing(alert(title="child"))], owner=ME, now=NOW)
+            titles = [r.alert.title for r in store.outbox_records() if r.alert]
+            os._exit(0 if titles == ["waited", "child"] else 1)
+        except BaseException:
+            os._exit(2)
+    try:
+        assert wait_child(pid, timeout=30) == 0
+    finally:
+        release.join()
+        thread.join(30)
+        holder.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_past_the_wait_never_uses_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operation still under way after FORK_WAIT: the fork goes on, and the child's
+    operations fail fast with StoreError (its pipeline throttles on its own) rather
+    than run on SQLite's state copied in the middle of that operation."""
+    monkeypatch.setattr(sqlite_store, "FORK_WAIT", 0.05)
+    path = str(tmp_path / "s.sqlite3")
+    store = SQLiteStore(path, timeout=30)
+    store.ping()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    thread = threading.Thread(
+        target=lambda: store.outbox_put([Outgoing(alert())], owner=ME, now=NOW)
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not store._lock.locked():  # the operation is under way
+            assert time.monotonic() < deadline
+            threading.Event().wait(0.01)
+        pid = fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 1
+            try:
+                store.ping()
+            except StoreError as exc:
+                code = 0 if "forked while another thread" in str(exc) else 3
+            except BaseException:
+                code = 2
+            os._exit(code)
+        assert wait_child(pid, timeout=30) == 0
+    finally:
+        holder.execute("ROLLBACK")
+        thread.join(30)
+        holder.close()
+    assert len(store.outbox_records()) == 1  # the parent's store works on

@@ -12,6 +12,13 @@ refused. Failures (locked past the timeout, disk full, a corrupt file, no permis
 raise :class:`~flask_alerting.store.StoreError`; the connection is dropped and opened again
 on the next operation. After a fork the child opens its own connection and never touches
 its parent's (closing it could remove the parent's WAL).
+
+A fork waits for the operations under way on another thread (the dispatch thread of a
+pipeline, say, while the application starts its ``multiprocessing`` workers): SQLite's
+mutexes and the state of its file locks would be copied into the child as they were in
+the middle of one, and the child's first operation could then hang for good. Past
+:data:`FORK_WAIT` the fork goes on, and the child never uses SQLite: its operations raise
+:class:`~flask_alerting.store.StoreError` (the pipeline then throttles on its own).
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .. import _lifecycle
 from .._files import UnsafeFileError, open_private, private_directory
 from .base import (
     Limits,
@@ -58,6 +68,9 @@ TIMEOUT = 0.05
 SCHEMA_VERSION = 1
 #: Connections inherited over a fork: kept referenced, never closed (see module doc).
 _ABANDONED: list[sqlite3.Connection] = []
+#: Seconds a fork waits, at most, for the operations under way on the stores (each
+#: statement waits at most its store's timeout for another process's lock).
+FORK_WAIT = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (
@@ -120,6 +133,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._conn: sqlite3.Connection | None = None
+        _stores.add(self)
 
     # -- connection and transactions ---------------------------------------------------
 
@@ -134,7 +148,7 @@ class SQLiteStore(Store):
             uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -152,6 +166,27 @@ class SQLiteStore(Store):
             raise
         return conn
 
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (it stays so: then this reads the mode and returns).
+
+        The processes that open a new file at once (the workers of a server starting on
+        a fresh runtime directory) race for the switch, and SQLite answers "locked" at
+        once, without its busy timeout, to one that asks while another sets the file up:
+        it asks again until the timeout has passed, as the busy timeout would have.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0 or ("locked" not in str(exc) and "busy" not in str(exc)):
+                    raise
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, 0.05)
+
     @contextlib.contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
         """One transaction (``BEGIN IMMEDIATE`` when ``write``); errors as StoreError."""
@@ -159,6 +194,11 @@ class SQLiteStore(Store):
             if self._conn is not None:
                 _ABANDONED.append(self._conn)
             self._conn, self._pid, self._lock = None, os.getpid(), threading.Lock()
+        if _forked_mid_operation == self._pid:
+            raise StoreError(
+                f"{self.path} is not used by this process: it was forked while another "
+                f"thread of its parent was still in a store operation after {FORK_WAIT:g} s"
+            )
         with self._lock:
             try:
                 if self._conn is None:
@@ -475,6 +515,51 @@ def _record(row: Any) -> Record:
         except (ValueError, KeyError, TypeError):
             digest = None
     return Record(str(rid), owner, created, owed, alert, digest, recovered)
+
+
+# -- fork ------------------------------------------------------------------------------
+
+#: The SQLite stores of this process, whose operations a fork waits for.
+_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+#: Their locks, taken by the thread that forks until the fork is done.
+_held: list[threading.Lock] = []
+#: Set before a fork when an operation was still under way: the child's copy says so.
+_fork_unsafe = False
+#: The pid of a child forked in the middle of an operation (it never uses SQLite).
+_forked_mid_operation = 0
+
+
+def _before_fork() -> None:
+    """Wait for the operations under way (see the module docstring), holding every
+    store's lock until the fork is done."""
+    global _fork_unsafe
+    deadline = time.monotonic() + FORK_WAIT
+    for store in list(_stores):
+        if store._pid != os.getpid():
+            continue  # not used since this process was forked: nothing of it is under way
+        if store._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            _held.append(store._lock)
+        else:
+            _fork_unsafe = True
+
+
+def _after_fork_in_parent() -> None:
+    global _fork_unsafe
+    _fork_unsafe = False
+    while _held:
+        _held.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_unsafe, _forked_mid_operation
+    _held.clear()  # copies: each store takes a lock of its own here (see _tx)
+    if _fork_unsafe:
+        _fork_unsafe = False
+        _forked_mid_operation = os.getpid()
+
+
+_lifecycle.around_fork("store", _before_fork, _after_fork_in_parent)
+_lifecycle.after_fork("store", _after_fork_in_child)
 
 
 def _check_private_directory(path: str) -> None:
