@@ -56,11 +56,9 @@ R = TypeVar("R")
 #: Seconds one store operation may take at most (a SQLite lock wait; a Redis connect, and
 #: a Redis reply), as the extension opens its store. Only the dispatch thread ever waits
 #: for the store, never a request, and the breaker makes a store that fails cost this
-#: once per :data:`RETRY_AFTER`; so the bound leaves room for a loaded host, where a
-#: process holding the SQLite lock for a millisecond may not run again for hundreds of
-#: them. Both smaller bounds tried fell back needlessly (to per-process throttling, so
-#: duplicate e-mails): the store package's own 50 ms, and 250 ms with four gunicorn
-#: workers in a storm on a busy two-core machine.
+#: once per :data:`RETRY_AFTER`; so the bound is generous, that a store merely slow on a
+#: loaded host (real lock waits measured under load: a few milliseconds) is never taken
+#: for a failed one, which would mean duplicate e-mails from per-process throttling.
 TIMEOUT = 2.0
 #: Seconds a registration promises this process is alive (other hosts trust it).
 LEASE = 30.0
