@@ -5,7 +5,9 @@ Configured from the environment: ``FA_APP`` (the app's name, which names its def
 and Redis namespace), ``FA_SMTP_PORT`` (the SMTP server on 127.0.0.1; a port where none
 listens stands for a server that is down), ``FA_STORAGE_URI`` (default: the per-host
 SQLite file in ``$XDG_RUNTIME_DIR``, the tests' private runtime directory), ``FA_LOG``
-(a file: each process writes ``<pid> <event>`` lines there, for the test to wait on).
+(a file: each process writes ``<pid> <event>`` lines there, for the test to wait on),
+``FA_TICK`` and ``FA_RECOVER_EVERY`` (seconds between two store ticks and between two
+recovery rounds; default: production's 1 s and 2 s, which the tests need not wait for).
 
 ``GET /fail/<n>`` raises ``Error<n>``, a class of its own per ``n``, so each request is an
 alert of its own (distinct fingerprints; the flood guard is off), whose message carries
@@ -33,8 +35,15 @@ from flask import Flask
 
 from flask_alerting import FlaskAlerting
 from flask_alerting._state import get_state
+from flask_alerting.delivery import outbox as outbox_module
+from flask_alerting.delivery import store_link
 
 ROUND_TIMEOUT = 60.0
+
+if os.environ.get("FA_TICK"):
+    store_link.TICK = float(os.environ["FA_TICK"])
+if os.environ.get("FA_RECOVER_EVERY"):
+    outbox_module.RECOVER_EVERY = float(os.environ["FA_RECOVER_EVERY"])
 
 
 def note(event: str) -> None:

@@ -23,6 +23,8 @@ from flask import Flask
 
 from flask_alerting import Alert, FlaskAlerting, MemoryNotifier, Notifier, alert_sent
 from flask_alerting._state import get_state
+from flask_alerting.delivery import outbox as outbox_module
+from flask_alerting.delivery import store_link
 from flask_alerting.delivery.outbox import describe_process, notifier_keys
 from flask_alerting.notifiers.base import TransientError
 from flask_alerting.render import subject, text_body
@@ -98,6 +100,14 @@ def make_app(
         recorder.disconnect()
 
 
+@pytest.fixture
+def quick_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store ticks every 0.1 s and recovery rounds every 0.2 s (production: 1 s and 2 s),
+    for a test that waits for the next one; taken by the apps made after it."""
+    monkeypatch.setattr(store_link, "TICK", 0.1)
+    monkeypatch.setattr(outbox_module, "RECOVER_EVERY", 0.2)
+
+
 def sent(app: Flask) -> Recorder:
     return Recorder(alert_sent, app)
 
@@ -121,7 +131,7 @@ def stored(alert: Alert, app: str = "outbox-test") -> Alert:
 
 
 def test_each_batch_is_recorded_in_one_write_before_any_notifier_gets_it(
-    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]], quick_ticks: None
 ) -> None:
     store = reader(tmp_path)
     seen: list[tuple[str, tuple[str, ...]]] = []
@@ -346,7 +356,7 @@ def test_a_send_that_fails_while_the_shutdown_stops_its_worker_is_kept_not_given
             raise ConnectionResetError(104, "Connection reset by peer")  # transient
 
     notifier = FailsWhenReleased()
-    app, alerting = make_app([notifier], shutdown_timeout=1.0)
+    app, alerting = make_app([notifier], shutdown_timeout=0.3)
     worker = get_state(app).pipeline.workers[0]
     alerting.alert("in flight at shutdown")
     assert notifier.entered.wait(10)
@@ -454,7 +464,7 @@ def test_records_of_live_processes_are_left_to_them(
 
 
 def test_a_bare_fork_child_that_os_exits_leaves_its_alerts_to_the_parent(
-    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]]
+    tmp_path: Path, make_app: Callable[..., tuple[Flask, FlaskAlerting]], quick_ticks: None
 ) -> None:
     parent = os.getpid()
 
@@ -534,6 +544,7 @@ def test_records_past_the_age_limit_are_dropped_and_told(
     make_app: Callable[..., tuple[Flask, FlaskAlerting]],
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
+    quick_ticks: None,
 ) -> None:
     other, owner = live_records(tmp_path / "store.sqlite3", 4, time.time())
     memory = MemoryNotifier()
@@ -635,7 +646,10 @@ def test_a_settlement_the_store_refused_is_written_when_it_answers_again(
     tmp_path: Path,
     make_app: Callable[..., tuple[Flask, FlaskAlerting]],
     clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The store's bound is production's 2 s: the lock below outlasts any; 0.2 s will do.
+    monkeypatch.setattr(store_link, "TIMEOUT", 0.2)
     path = tmp_path / "store.sqlite3"
     gate = Gate()
     app, alerting = make_app([gate], clock=clock)
