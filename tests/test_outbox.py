@@ -646,10 +646,7 @@ def test_a_settlement_the_store_refused_is_written_when_it_answers_again(
     tmp_path: Path,
     make_app: Callable[..., tuple[Flask, FlaskAlerting]],
     clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The store's bound is production's 2 s: the lock below outlasts any; 0.2 s will do.
-    monkeypatch.setattr(store_link, "TIMEOUT", 0.2)
     path = tmp_path / "store.sqlite3"
     gate = Gate()
     app, alerting = make_app([gate], clock=clock)
