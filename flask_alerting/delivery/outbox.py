@@ -349,8 +349,6 @@ class Outbox:
                 self._write([], {})
         moment = self.clock()
         link = self.link
-        if not link.used and not link.store.may_hold_records():
-            return  # nothing to take over, nothing of ours: the store stays uncreated
         try:
             if moment >= self._next_recovery:
                 self._next_recovery = moment + RECOVER_EVERY
